@@ -1,0 +1,28 @@
+/** What went wrong, in the domain's words; the exception filter maps each to an HTTP status. */
+export enum MkvErrorCode {
+  InvalidRequest = 'invalid-request',
+  NotFound = 'not-found',
+  MustUnlinkFirst = 'must-unlink-first',
+  KeyConflict = 'key-conflict',
+  KeyBusy = 'key-busy',
+  EmptyValue = 'empty-value',
+  NotEnoughVolumes = 'not-enough-volumes',
+  VolumeWriteFailed = 'volume-write-failed',
+  DatabaseError = 'database-error',
+  CorruptRecord = 'corrupt-record',
+}
+
+/** The one error type services throw; its message is the plain-text body the client reads. */
+export class MkvError extends Error {
+  constructor(
+    readonly code: MkvErrorCode,
+    message: string,
+  ) {
+    super(message);
+    this.name = 'MkvError';
+  }
+
+  static notFound(): MkvError {
+    return new MkvError(MkvErrorCode.NotFound, 'not found');
+  }
+}

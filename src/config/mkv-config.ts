@@ -1,0 +1,42 @@
+import { IsBoolean, IsInt, IsOptional, IsString, Matches, Max, Min, MinLength } from 'class-validator';
+
+/** The server's whole configuration, validated once at start and injected everywhere else. */
+export class MkvConfig {
+  /** Path of the SQLite index file. */
+  @IsString()
+  @MinLength(1, { message: 'must name a file' })
+  db: string;
+
+  /** Normalized volume URLs (`http://host:port`, no trailing slash), in the order given. */
+  @IsString({ each: true })
+  volumes: string[];
+
+  @IsInt({ message: 'must be a whole number' })
+  @Min(1, { message: 'must be at least 1' })
+  @Max(64, { message: 'must be at most 64' })
+  replicas: number;
+
+  @IsInt({ message: 'must be a whole number' })
+  @Min(1, { message: 'must be at least 1' })
+  @Max(256, { message: 'must be at most 256' })
+  subvolumes: number;
+
+  /** Server that answers GETs for keys this index does not know (a migration aid). */
+  @IsOptional()
+  @IsString()
+  @Matches(/^https?:\/\/[^/\s]+(\/[^\s]*)?$/, { message: 'must be an http:// or https:// URL' })
+  fallback?: string;
+
+  /** Refuse DELETE of a live key: it must be unlinked first. */
+  @IsBoolean()
+  protect: boolean;
+
+  @IsInt({ message: 'must be a whole number' })
+  @Min(0, { message: 'must be from 0 to 65535' })
+  @Max(65535, { message: 'must be from 0 to 65535' })
+  port: number;
+
+  @IsString()
+  @MinLength(1, { message: 'must name an interface' })
+  host: string;
+}

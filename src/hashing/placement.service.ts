@@ -1,0 +1,30 @@
+import { Injectable } from '@nestjs/common';
+import { MkvConfig } from '../config/mkv-config';
+import { blobUrl, placeKey } from './rendezvous';
+
+/**
+ * Placement as an injectable so a team can provide its own (another hash, zone
+ * awareness) under this class token without touching the write path.
+ */
+@Injectable()
+export class PlacementService {
+  constructor(private readonly config: MkvConfig) {}
+
+  get volumes(): readonly string[] {
+    return this.config.volumes;
+  }
+
+  get replicas(): number {
+    return this.config.replicas;
+  }
+
+  /** The volumes that should hold this key, first replica first. */
+  replicasFor(key: string): string[] {
+    return placeKey(key, this.config.volumes, this.config.replicas);
+  }
+
+  /** The URL of the key's blob on one volume. */
+  blobUrl(key: string, volume: string): string {
+    return blobUrl(key, volume, this.config.subvolumes);
+  }
+}

@@ -1,0 +1,46 @@
+import { createHash } from 'node:crypto';
+
+/**
+ * Rendezvous (highest random weight) placement, exactly as the README states
+ * it so anyone can compute where a key lives:
+ *   score(key, volume) = SHA-256(utf8(key) ‖ utf8(volume))
+ * volumes sorted by score descending (bytewise); the first R are the replicas.
+ * Adding one volume to N moves about 1/(N+1) of the keys and nothing else.
+ */
+export function scoreVolume(key: string, volume: string): Buffer {
+  return createHash('sha256').update(key, 'utf8').update(volume, 'utf8').digest();
+}
+
+/** All volumes in placement order for this key. */
+export function rankVolumes(key: string, volumes: readonly string[]): string[] {
+  return volumes
+    .map((volume) => ({ volume, score: scoreVolume(key, volume) }))
+    .sort((a, b) => Buffer.compare(b.score, a.score))
+    .map((ranked) => ranked.volume);
+}
+
+/** The key's R replica volumes, first replica first. */
+export function placeKey(key: string, volumes: readonly string[], replicas: number): string[] {
+  return rankVolumes(key, volumes).slice(0, replicas);
+}
+
+/** With S > 1 subvolumes: big-endian uint32 of the score's last 4 bytes, mod S. */
+export function subvolumeOf(key: string, volume: string, subvolumes: number): number {
+  return scoreVolume(key, volume).readUInt32BE(28) % subvolumes;
+}
+
+/** `/svXX` (two upper-case hex digits) when subvolumes are in use, else empty. */
+export function subvolumeDir(subvolume: number): string {
+  return `/sv${subvolume.toString(16).toUpperCase().padStart(2, '0')}`;
+}
+
+/** The key as a URL path: each segment percent-encoded with encodeURIComponent. */
+export function encodeKeyPath(key: string): string {
+  return key.split('/').map(encodeURIComponent).join('/');
+}
+
+/** Where the key's blob lives on one volume. */
+export function blobUrl(key: string, volume: string, subvolumes: number): string {
+  const dir = subvolumes > 1 ? subvolumeDir(subvolumeOf(key, volume, subvolumes)) : '';
+  return `${volume}${dir}/${encodeKeyPath(key)}`;
+}

@@ -1,0 +1,61 @@
+import { LogLevel } from '@nestjs/common';
+import { NestFactory } from '@nestjs/core';
+import { FastifyAdapter, NestFastifyApplication } from '@nestjs/platform-fastify';
+import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify';
+import type { IncomingMessage } from 'node:http';
+import { MkvConfig } from './config/mkv-config';
+import { invalidKey } from './keys/key-path';
+import { ServerModule } from './server.module';
+
+const UNLINK = Symbol('mkv.unlink');
+
+/** True for a request that arrived as minikeyvalue's UNLINK method. */
+export function isUnlinkRequest(raw: IncomingMessage): boolean {
+  return (raw as IncomingMessage & { [UNLINK]?: boolean })[UNLINK] === true;
+}
+
+/**
+ * The Fastify adapter for a blob store: request bodies are left unread for the
+ * handlers to stream (Nest's and Fastify's parsers would buffer them, and 413
+ * above 1 MiB), and no time limit cuts a long upload short.
+ */
+export function streamingAdapter(): FastifyAdapter {
+  const adapter = new FastifyAdapter({
+    // HEAD has its own handler: the automatic one would send the GET's length.
+    exposeHeadRoutes: false,
+    routerOptions: { maxParamLength: 16_384 },
+    requestTimeout: 0,
+    // Nest has no decorator for a custom method such as UNLINK, so it reaches
+    // the DELETE route marked on the raw request (the mark cannot be forged by
+    // a header or query).
+    // A path the router cannot even decode never reaches Nest; answer it in
+    // the API's words rather than Fastify's JSON.
+    frameworkErrors(error: FastifyError, _request: FastifyRequest, reply: FastifyReply) {
+      const badUrl = error.code === 'FST_ERR_BAD_URL';
+      void reply
+        .status(badUrl ? 400 : (error.statusCode ?? 400))
+        .header('content-type', 'text/plain; charset=utf-8')
+        .send(badUrl ? invalidKey('bad percent-encoding').message : error.message);
+    },
+    rewriteUrl(req: IncomingMessage) {
+      if (req.method === 'UNLINK') {
+        (req as IncomingMessage & { [UNLINK]?: boolean })[UNLINK] = true;
+        req.method = 'DELETE';
+      }
+      return req.url ?? '/';
+    },
+  });
+  const fastify = adapter.getInstance();
+  fastify.removeAllContentTypeParsers();
+  fastify.addContentTypeParser('*', (_request, _payload, done) => done(null)); // handlers stream req.raw themselves
+  return adapter;
+}
+
+export async function createServer(config: MkvConfig, logLevels: LogLevel[] = ['log', 'warn', 'error']): Promise<NestFastifyApplication> {
+  const app = await NestFactory.create<NestFastifyApplication>(ServerModule.forRoot(config), streamingAdapter(), {
+    bodyParser: false,
+    logger: logLevels,
+  });
+  app.enableShutdownHooks();
+  return app;
+}

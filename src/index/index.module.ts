@@ -1,0 +1,39 @@
+import { Module } from '@nestjs/common';
+import { TypeOrmModule } from '@nestjs/typeorm';
+import { mkdirSync } from 'node:fs';
+import { dirname } from 'node:path';
+import { MkvConfig } from '../config/mkv-config';
+import { KEY_INDEX } from './key-index';
+import { KeyEntity } from './key.entity';
+import { InitialSchema1763700000000 } from './migrations/1763700000000-initial-schema';
+import { SqliteKeyIndex } from './sqlite-key-index.repository';
+import { WriteIntentEntity } from './write-intent.entity';
+
+@Module({
+  imports: [
+    TypeOrmModule.forRootAsync({
+      inject: [MkvConfig],
+      useFactory: (config: MkvConfig) => {
+        if (config.db !== ':memory:') mkdirSync(dirname(config.db), { recursive: true });
+        return {
+          type: 'better-sqlite3' as const,
+          database: config.db,
+          entities: [KeyEntity, WriteIntentEntity],
+          migrations: [InitialSchema1763700000000],
+          migrationsRun: true,
+          synchronize: false,
+          enableWAL: true,
+          prepareDatabase: (db: { pragma(source: string): unknown }) => {
+            // No fsync per commit: a power cut can lose the last commits, never corrupts.
+            db.pragma('synchronous = NORMAL');
+            // A CLI job or a second reader on the same file waits instead of failing.
+            db.pragma('busy_timeout = 5000');
+          },
+        };
+      },
+    }),
+  ],
+  providers: [{ provide: KEY_INDEX, useClass: SqliteKeyIndex }],
+  exports: [KEY_INDEX],
+})
+export class IndexModule {}

@@ -1,0 +1,37 @@
+export type KeyState = 'live' | 'unlinked';
+
+/** What the index knows about one key. */
+export interface KeyRecord {
+  key: string;
+  /** Volume URLs holding a replica, in placement order (the first is where GET redirects). */
+  volumes: string[];
+  size: number;
+  /** Hex MD5 of the value. */
+  md5: string;
+  state: KeyState;
+  /** Milliseconds since the epoch. */
+  createdAt: number;
+  updatedAt: number;
+}
+
+/**
+ * A PUT between renaming its uploads into place and finishing: recorded in
+ * the same transaction as the new record, so after a crash the next start can
+ * finish the renames and the volumes match the index again.
+ */
+export interface WriteIntent {
+  id: string;
+  key: string;
+  /** Path of the uploaded blob on each volume, e.g. `/.mkv-tmp/<uuid>`. */
+  tempPath: string;
+  volumes: string[];
+  createdAt: number;
+}
+
+export interface ListOptions {
+  prefix: string;
+  /** Inclusive lower bound (the `next` of the previous page). */
+  start?: string;
+  limit: number;
+  state: KeyState;
+}

@@ -1,0 +1,39 @@
+import { MkvError, MkvErrorCode } from '../common/mkv-error';
+
+export const MAX_KEY_BYTES = 1024;
+/** A path segment is a file or directory name on the volume's filesystem (NAME_MAX). */
+export const MAX_SEGMENT_BYTES = 255;
+/** First path segment kept for the admin API. */
+export const RESERVED_SEGMENT = '_admin';
+
+/**
+ * Turns the request path (without its leading '/' and query) into a key, or
+ * throws 400 `invalid key: <reason>`. Dot-segments are refused because nginx's
+ * autoindex hides dot-files (a rebuild could never find them) and the store
+ * keeps dot-names for its own temporary uploads.
+ */
+export function parseKey(rawPath: string): string {
+  let key: string;
+  try {
+    key = decodeURIComponent(rawPath);
+  } catch {
+    throw invalidKey('bad percent-encoding');
+  }
+  if (key.length === 0) throw invalidKey('empty');
+  if (Buffer.byteLength(key, 'utf8') > MAX_KEY_BYTES) throw invalidKey(`longer than ${MAX_KEY_BYTES} bytes`);
+  // eslint-disable-next-line no-control-regex
+  if (/[\u0000-\u001f\u007f]/.test(key)) throw invalidKey('contains a control character');
+  if (key.endsWith('/')) throw invalidKey('ends with /');
+  const segments = key.split('/');
+  if (segments.some((segment) => segment === '')) throw invalidKey('empty path segment');
+  if (segments.some((segment) => segment.startsWith('.'))) throw invalidKey('a path segment starts with .');
+  if (segments.some((segment) => Buffer.byteLength(segment, 'utf8') > MAX_SEGMENT_BYTES)) {
+    throw invalidKey(`a path segment is longer than ${MAX_SEGMENT_BYTES} bytes`);
+  }
+  if (segments[0] === RESERVED_SEGMENT) throw invalidKey(`${RESERVED_SEGMENT} is reserved`);
+  return key;
+}
+
+export function invalidKey(reason: string): MkvError {
+  return new MkvError(MkvErrorCode.InvalidRequest, `invalid key: ${reason}`);
+}

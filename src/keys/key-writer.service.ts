@@ -1,0 +1,278 @@
+import { Inject, Injectable, Logger, OnApplicationBootstrap } from '@nestjs/common';
+import { createHash, randomUUID } from 'node:crypto';
+import { once } from 'node:events';
+import { PassThrough, Readable } from 'node:stream';
+import { MkvConfig } from '../config/mkv-config';
+import { MkvError, MkvErrorCode } from '../common/mkv-error';
+import { PlacementService } from '../hashing/placement.service';
+import { KEY_INDEX, KeyIndex } from '../index/key-index';
+import type { KeyRecord, WriteIntent } from '../index/key-record';
+import { VOLUME_CLIENT, VolumeClient, VolumeError } from '../volumes/volume-client';
+import { KeyLocks } from './key-locks';
+
+/** Uploads land here first; the dot-name keeps them out of listings, keys and rebuilds. */
+export const TEMP_DIR = '/.mkv-tmp';
+
+export interface WriteResult {
+  /** False when the PUT replaced a live value. */
+  created: boolean;
+}
+
+interface Upload {
+  tempPath: string;
+  size: number;
+  md5: string;
+}
+
+/**
+ * The write path, top to bottom:
+ *  1. stream the body once, fanned out to the R target volumes under a
+ *     temporary name, computing size and MD5 on the way (never buffered whole);
+ *  2. under the key's lock, record the new value and an intent to rename, in
+ *     one index transaction;
+ *  3. rename (WebDAV MOVE) every upload into place;
+ *  4. drop the intent.
+ * A failure before 3 deletes the uploads and leaves the old value untouched;
+ * a crash after 2 is finished on the next start from the intent.
+ */
+@Injectable()
+export class KeyWriter implements OnApplicationBootstrap {
+  private readonly logger = new Logger(KeyWriter.name);
+
+  constructor(
+    private readonly config: MkvConfig,
+    private readonly placement: PlacementService,
+    private readonly locks: KeyLocks,
+    @Inject(KEY_INDEX) private readonly index: KeyIndex,
+    @Inject(VOLUME_CLIENT) private readonly volumes: VolumeClient,
+  ) {}
+
+  async onApplicationBootstrap(): Promise<void> {
+    await this.recoverPendingWrites();
+  }
+
+  async put(key: string, body: Readable, declaredLength: number | undefined): Promise<WriteResult> {
+    if (declaredLength === 0) throw emptyValue();
+    const targets = this.placement.replicasFor(key);
+    if (targets.length < this.config.replicas) {
+      throw new MkvError(
+        MkvErrorCode.NotEnoughVolumes,
+        `need ${this.config.replicas} volumes but only ${this.config.volumes.length} available`,
+      );
+    }
+    // Checked again, atomically, when the record is written; this early check
+    // refuses a conflicting key before a single byte reaches a volume.
+    const conflict = await this.index.findConflict(key);
+    if (conflict !== undefined) throw keyConflict(key, conflict);
+
+    const upload = await this.upload(body, targets, declaredLength);
+    if (upload.size === 0) {
+      await this.discard(targets, upload.tempPath);
+      throw emptyValue();
+    }
+    return this.locks.run(key, () => this.commit(key, targets, upload));
+  }
+
+  private async upload(body: Readable, targets: string[], length: number | undefined): Promise<Upload> {
+    const tempPath = `${TEMP_DIR}/${randomUUID()}`;
+    const md5 = createHash('md5');
+    let size = 0;
+    const abort = new AbortController();
+    const sinks = targets.map(() => new PassThrough());
+    let failure: unknown;
+    const fail = (error: unknown) => {
+      failure ??= error;
+      abort.abort();
+      for (const sink of sinks) sink.destroy();
+    };
+
+    const pump = async () => {
+      for await (const chunk of body as AsyncIterable<Buffer>) {
+        if (abort.signal.aborted) return;
+        md5.update(chunk);
+        size += chunk.length;
+        // Move at the pace of the slowest volume: memory stays at a few chunks.
+        const drains = sinks.filter((sink) => !sink.write(chunk)).map((sink) => once(sink, 'drain', { signal: abort.signal }));
+        if (drains.length > 0) await Promise.all(drains);
+      }
+      for (const sink of sinks) sink.end();
+    };
+    const puts = targets.map((volume, i) =>
+      this.volumes.put(volume + tempPath, sinks[i], { length, signal: abort.signal }),
+    );
+    await Promise.allSettled([pump(), ...puts].map((step) => step.catch(fail)));
+
+    if (failure !== undefined) {
+      await this.discard(targets, tempPath);
+      if (failure instanceof VolumeError) {
+        this.logger.warn(`upload failed: ${failure.message}`);
+        throw volumeWriteFailed();
+      }
+      // The client went away or sent a broken body; it will not read an answer.
+      throw new MkvError(MkvErrorCode.InvalidRequest, `request body not received: ${(failure as Error)?.message}`);
+    }
+    return { tempPath, size, md5: md5.digest('hex') };
+  }
+
+  private async commit(key: string, targets: string[], upload: Upload): Promise<WriteResult> {
+    let previous: KeyRecord | undefined;
+    try {
+      previous = await this.index.get(key);
+    } catch (error) {
+      await this.discard(targets, upload.tempPath);
+      throw error;
+    }
+    const now = Date.now();
+    const record: KeyRecord = {
+      key,
+      volumes: targets,
+      size: upload.size,
+      md5: upload.md5,
+      state: 'live',
+      createdAt: previous?.createdAt ?? now,
+      updatedAt: now,
+    };
+    const intent: WriteIntent = { id: randomUUID(), key, tempPath: upload.tempPath, volumes: targets, createdAt: now };
+
+    let conflict: string | undefined;
+    try {
+      conflict = await this.index.beginWrite(record, intent);
+    } catch (error) {
+      await this.discard(targets, upload.tempPath); // nothing renamed yet: the old value is untouched
+      throw error;
+    }
+    if (conflict !== undefined) {
+      await this.discard(targets, upload.tempPath);
+      throw keyConflict(key, conflict);
+    }
+
+    const outcomes = await Promise.allSettled(targets.map((volume) => this.moveIntoPlace(key, volume, upload.tempPath)));
+    const moved = targets.filter((_, i) => outcomes[i].status === 'fulfilled');
+    const failures = outcomes.flatMap((o) => (o.status === 'rejected' ? [o.reason as unknown] : []));
+
+    if (failures.length === 0) {
+      await this.index.finishWrite(intent.id, record).catch((error) => {
+        // The record is already right; only the intent stays, and replaying it is harmless.
+        this.logger.warn(`could not clear write intent for ${key}: ${(error as Error).message}`);
+      });
+      await this.deleteBlobs(key, (previous?.volumes ?? []).filter((v) => !targets.includes(v)));
+      return { created: previous?.state !== 'live' };
+    }
+
+    for (const failure of failures) this.logger.warn(`rename into place failed for ${key}: ${(failure as Error).message}`);
+    await this.rollBack(record, moved, intent, previous);
+    if (failures.every(isPathConflict)) {
+      const existing = await this.index.findConflict(key).catch(() => undefined);
+      throw existing !== undefined
+        ? keyConflict(key, existing)
+        : new MkvError(MkvErrorCode.KeyConflict, `key ${key} conflicts with an existing path on a volume`);
+    }
+    throw volumeWriteFailed();
+  }
+
+  /**
+   * Undo what a partly failed rename left. A new key loses every copy; an
+   * overwrite whose renames all failed keeps its old value everywhere. An
+   * overwrite renamed on some volumes cannot get its old bytes back there, so
+   * the index then lists exactly the replicas holding the new value, and the
+   * stale old copies elsewhere are deleted: replicas and index still agree.
+   */
+  private async rollBack(
+    record: KeyRecord,
+    moved: string[],
+    intent: WriteIntent,
+    previous: KeyRecord | undefined,
+  ): Promise<void> {
+    const notMoved = record.volumes.filter((v) => !moved.includes(v));
+    if (previous === undefined || moved.length === 0) {
+      // If the index cannot be put back, this throws and keeps the uploads:
+      // the intent lets the next start finish the write, consistent too.
+      await this.index.abortWrite(intent.id, record.key, previous);
+      await this.deleteBlobs(record.key, moved);
+      await this.discard(notMoved, intent.tempPath);
+      return;
+    }
+    await this.index.finishWrite(intent.id, { ...record, volumes: moved });
+    const stale = [...notMoved, ...previous.volumes.filter((v) => !record.volumes.includes(v))];
+    await this.deleteBlobs(record.key, stale);
+    await this.discard(notMoved, intent.tempPath);
+  }
+
+  /**
+   * Renames one upload to the key's path. A directory still standing there
+   * holds no key (the index was checked in the transaction that recorded this
+   * one, and no key below can be recorded now): it is what a deleted key
+   * `a/b` leaves behind for `a`, so it is removed and the rename tried again.
+   */
+  private async moveIntoPlace(key: string, volume: string, tempPath: string): Promise<void> {
+    const destination = this.placement.blobUrl(key, volume);
+    try {
+      await this.volumes.move(volume + tempPath, destination);
+    } catch (error) {
+      if (!(error instanceof VolumeError) || error.status !== 409) throw error;
+      await this.volumes.delete(`${destination}/`);
+      await this.volumes.move(volume + tempPath, destination);
+    }
+  }
+
+  /**
+   * Finishes the writes a crash interrupted between recording and renaming:
+   * every upload still under its temporary name is renamed into place (one
+   * already gone was renamed before the crash). Runs before serving.
+   */
+  async recoverPendingWrites(): Promise<void> {
+    for (const intent of await this.index.pendingWrites()) {
+      const outcomes = await Promise.allSettled(
+        intent.volumes.map(async (volume) => {
+          try {
+            await this.volumes.move(volume + intent.tempPath, this.placement.blobUrl(intent.key, volume));
+          } catch (error) {
+            if (!(error instanceof VolumeError) || error.status !== 404) throw error;
+          }
+        }),
+      );
+      const failed = outcomes.filter((o) => o.status === 'rejected');
+      if (failed.length > 0) {
+        this.logger.error(`write of ${intent.key} still unfinished (${failed.length} volume(s) unreachable); will retry at next start`);
+        continue;
+      }
+      const record = await this.index.get(intent.key);
+      if (record) await this.index.finishWrite(intent.id, record);
+      this.logger.log(`finished the interrupted write of ${intent.key}`);
+    }
+  }
+
+  /** Best-effort removal of uploads that will never be renamed. */
+  private async discard(volumes: string[], tempPath: string): Promise<void> {
+    await this.deleteEach(volumes.map((volume) => volume + tempPath));
+  }
+
+  private async deleteBlobs(key: string, volumes: string[]): Promise<void> {
+    await this.deleteEach(volumes.map((volume) => this.placement.blobUrl(key, volume)));
+  }
+
+  private async deleteEach(urls: string[]): Promise<void> {
+    const outcomes = await Promise.allSettled(urls.map((url) => this.volumes.delete(url)));
+    for (const outcome of outcomes) {
+      if (outcome.status === 'rejected') this.logger.warn(`delete failed: ${(outcome.reason as Error).message}`);
+    }
+  }
+}
+
+function isPathConflict(error: unknown): boolean {
+  // 409: a directory stands at the key's path; 404 (with our upload present):
+  // a file stands where the key needs a directory.
+  return error instanceof VolumeError && (error.status === 409 || error.status === 404);
+}
+
+function keyConflict(key: string, existing: string): MkvError {
+  return new MkvError(MkvErrorCode.KeyConflict, `key ${key} conflicts with existing key ${existing}`);
+}
+
+function emptyValue(): MkvError {
+  return new MkvError(MkvErrorCode.EmptyValue, 'empty value');
+}
+
+function volumeWriteFailed(): MkvError {
+  return new MkvError(MkvErrorCode.VolumeWriteFailed, 'not all volume writes succeeded');
+}

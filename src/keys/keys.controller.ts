@@ -1,0 +1,89 @@
+import { Controller, Delete, Get, Head, Put, Query, Req, Res } from '@nestjs/common';
+import type { FastifyReply, FastifyRequest } from 'fastify';
+import { MkvError, MkvErrorCode } from '../common/mkv-error';
+import { isUnlinkRequest } from '../http';
+import type { KeyRecord } from '../index/key-record';
+import { KeyWriter } from './key-writer.service';
+import { RawPath } from './key-path.decorator';
+import { parseKey } from './key-path';
+import { KeysService } from './keys.service';
+import { DEFAULT_LIST_LIMIT, parseListQuery } from './list-query.dto';
+
+type Query = Record<string, unknown>;
+
+/** The key API: PUT, GET (a 302 to a volume), HEAD, DELETE, UNLINK and the listings. */
+@Controller()
+export class KeysController {
+  constructor(
+    private readonly keys: KeysService,
+    private readonly writer: KeyWriter,
+  ) {}
+
+  /** `GET /?prefix=p&limit=n&start=k`: keys without a leading '/'. */
+  @Get()
+  async listRoot(@Query() query: Query) {
+    const { prefix, start, limit, unlinked } = parseListQuery(query);
+    return this.keys.list({ prefix: prefix ?? '', start, limit: limit ?? DEFAULT_LIST_LIMIT, state: unlinked === undefined ? 'live' : 'unlinked' });
+  }
+
+  @Get('*')
+  async get(@RawPath() path: string, @Query() query: Query, @Res({ passthrough: true }) reply: FastifyReply) {
+    if (query.list !== undefined || query.unlinked !== undefined) return this.listUnder(path, query);
+    const location = await this.keys.locate(parseKey(path));
+    reply.status(302).header('location', location.url);
+    if (location.record) setValueHeaders(reply, location.record);
+  }
+
+  @Head('*')
+  async head(@RawPath() path: string, @Res({ passthrough: true }) reply: FastifyReply) {
+    const record = await this.keys.stat(parseKey(path));
+    setValueHeaders(reply, record);
+    reply.header('content-length', String(record.size));
+  }
+
+  @Put('*')
+  async put(@RawPath() path: string, @Req() request: FastifyRequest, @Res({ passthrough: true }) reply: FastifyReply) {
+    const { created } = await this.writer.put(parseKey(path), request.raw, declaredLength(request));
+    reply.status(created ? 201 : 204);
+  }
+
+  /** DELETE, and UNLINK (which the HTTP adapter routes here, marked). */
+  @Delete('*')
+  async delete(@RawPath() path: string, @Req() request: FastifyRequest, @Res({ passthrough: true }) reply: FastifyReply) {
+    const key = parseKey(path);
+    await (isUnlinkRequest(request.raw) ? this.keys.unlink(key) : this.keys.delete(key));
+    reply.status(204);
+  }
+
+  /** minikeyvalue's `GET /{prefix}?list` and `?unlinked`: keys with a leading '/'. */
+  private async listUnder(path: string, query: Query) {
+    const { start, limit, unlinked } = parseListQuery(query);
+    let prefix: string;
+    try {
+      prefix = decodeURIComponent(path);
+    } catch {
+      throw new MkvError(MkvErrorCode.InvalidRequest, 'invalid prefix: bad percent-encoding');
+    }
+    const page = await this.keys.list({
+      prefix,
+      start: start?.replace(/^\//, ''),
+      limit: limit ?? DEFAULT_LIST_LIMIT,
+      state: unlinked === undefined ? 'live' : 'unlinked',
+    });
+    return { keys: page.keys.map((key) => `/${key}`), next: page.next && `/${page.next}` };
+  }
+}
+
+function setValueHeaders(reply: FastifyReply, record: KeyRecord): void {
+  reply
+    .header('content-md5', record.md5)
+    .header('etag', `"${record.md5}"`)
+    .header('last-modified', new Date(record.updatedAt).toUTCString());
+}
+
+/** The body's length when the client said it; 0 for a request with no body at all. */
+function declaredLength(request: FastifyRequest): number | undefined {
+  const header = request.headers['content-length'];
+  if (header !== undefined) return Number(header);
+  return request.headers['transfer-encoding'] === undefined ? 0 : undefined;
+}

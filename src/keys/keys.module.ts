@@ -1,0 +1,15 @@
+import { Module } from '@nestjs/common';
+import { HashingModule } from '../hashing/hashing.module';
+import { IndexModule } from '../index/index.module';
+import { VolumesModule } from '../volumes/volumes.module';
+import { KeyLocks } from './key-locks';
+import { KeyWriter } from './key-writer.service';
+import { KeysService } from './keys.service';
+
+/** The key services; the HTTP controller is added by ServerModule. */
+@Module({
+  imports: [IndexModule, HashingModule, VolumesModule],
+  providers: [KeyLocks, KeyWriter, KeysService],
+  exports: [KeyLocks, KeyWriter, KeysService],
+})
+export class KeysModule {}

@@ -1,0 +1,92 @@
+import { Inject, Injectable, Logger } from '@nestjs/common';
+import { MkvConfig } from '../config/mkv-config';
+import { MkvError, MkvErrorCode } from '../common/mkv-error';
+import { encodeKeyPath } from '../hashing/rendezvous';
+import { PlacementService } from '../hashing/placement.service';
+import { KEY_INDEX, KeyIndex } from '../index/key-index';
+import type { KeyRecord, KeyState } from '../index/key-record';
+import { VOLUME_CLIENT, VolumeClient } from '../volumes/volume-client';
+import { KeyLocks } from './key-locks';
+
+export interface Location {
+  url: string;
+  /** Absent when the answer is the fallback server's. */
+  record?: KeyRecord;
+}
+
+export interface ListPage {
+  keys: string[];
+  /** The `start` of the following page, or '' at the end. */
+  next: string;
+}
+
+/** Reads, deletes, unlinks and listings: everything about keys but the write path. */
+@Injectable()
+export class KeysService {
+  private readonly logger = new Logger(KeysService.name);
+
+  constructor(
+    private readonly config: MkvConfig,
+    private readonly placement: PlacementService,
+    private readonly locks: KeyLocks,
+    @Inject(KEY_INDEX) private readonly index: KeyIndex,
+    @Inject(VOLUME_CLIENT) private readonly volumes: VolumeClient,
+  ) {}
+
+  /** Where a GET should go: the first replica, or the fallback server for an unknown key. */
+  async locate(key: string): Promise<Location> {
+    const record = await this.index.get(key);
+    if (record === undefined || record.state !== 'live') {
+      if (this.config.fallback) return { url: `${this.config.fallback}/${encodeKeyPath(key)}` };
+      throw MkvError.notFound();
+    }
+    if (record.volumes.length === 0) {
+      throw new MkvError(MkvErrorCode.CorruptRecord, `corrupt record for key ${key}: no volumes`);
+    }
+    return { url: this.placement.blobUrl(key, record.volumes[0]), record };
+  }
+
+  /** The live record, for HEAD. */
+  async stat(key: string): Promise<KeyRecord> {
+    const record = await this.index.get(key);
+    if (record === undefined || record.state !== 'live') throw MkvError.notFound();
+    return record;
+  }
+
+  /**
+   * Drops the key from the index first, so no reader is sent to a blob that
+   * is going away, then deletes the blobs best-effort. The blob deletes stay
+   * inside the lock: a PUT right after must not have its new blob deleted.
+   */
+  async delete(key: string): Promise<void> {
+    await this.locks.run(key, async () => {
+      const record = await this.index.get(key);
+      if (record === undefined) throw MkvError.notFound();
+      if (this.config.protect && record.state === 'live') {
+        throw new MkvError(MkvErrorCode.MustUnlinkFirst, 'key must be unlinked before delete');
+      }
+      await this.index.delete(key);
+      const outcomes = await Promise.allSettled(
+        record.volumes.map((volume) => this.volumes.delete(this.placement.blobUrl(key, volume))),
+      );
+      for (const outcome of outcomes) {
+        if (outcome.status === 'rejected') this.logger.warn(`blob of deleted key ${key} left behind: ${(outcome.reason as Error).message}`);
+      }
+    });
+  }
+
+  /** minikeyvalue's soft delete: the key answers 404 from now on, its blobs stay. */
+  async unlink(key: string): Promise<void> {
+    await this.locks.run(key, async () => {
+      const record = await this.index.get(key);
+      if (record === undefined || record.state !== 'live') throw MkvError.notFound();
+      await this.index.setState(key, 'unlinked', Date.now());
+    });
+  }
+
+  async list(options: { prefix: string; start?: string; limit: number; state: KeyState }): Promise<ListPage> {
+    const keys = await this.index.list(options);
+    const next = keys.length > options.limit ? keys.pop()! : '';
+    return { keys, next };
+  }
+}

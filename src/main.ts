@@ -1,0 +1,58 @@
+#!/usr/bin/env node
+import 'reflect-metadata';
+import { Command, CommanderError, Option } from 'commander';
+import { CONFIG_DEFAULTS, ConfigError, ConfigInput, loadConfig } from './config/load-config';
+import { createServer } from './http';
+
+/** Bad usage exits 2 (as a shell builtin would), failures at run time exit 1. */
+const EXIT_USAGE = 2;
+
+function buildProgram(): Command {
+  const program = new Command('mkv')
+    .description('A blob store index over nginx WebDAV volumes: PUT fans out to R volumes, GET redirects to one.')
+    .option('-d, --db <path>', `SQLite index file [env MKV_DB] (default: ${CONFIG_DEFAULTS.db})`)
+    .option('-v, --volumes <urls>', 'comma-separated volume URLs or host:port [env MKV_VOLUMES] (required)')
+    .option('-r, --replicas <n>', `replicas per key [env MKV_REPLICAS] (default: ${CONFIG_DEFAULTS.replicas})`)
+    .option('--subvolumes <n>', `subdirectories per volume, /sv00../svNN [env MKV_SUBVOLUMES] (default: ${CONFIG_DEFAULTS.subvolumes})`)
+    .option('--fallback <url>', 'redirect GETs of unknown keys to this server [env MKV_FALLBACK]')
+    .addOption(new Option('--protect', 'refuse DELETE of a live key: UNLINK it first [env MKV_PROTECT]'))
+    .showHelpAfterError('(run mkv --help for usage)')
+    .exitOverride();
+
+  program
+    .command('serve')
+    .description('serve the key API over HTTP')
+    .option('-p, --port <port>', `port to listen on [env MKV_PORT] (default: ${CONFIG_DEFAULTS.port})`)
+    .option('--host <address>', `address to bind [env MKV_HOST] (default: ${CONFIG_DEFAULTS.host})`)
+    .action(async (options: ConfigInput, command: Command) => {
+      const config = loadConfig({ ...command.parent!.opts<ConfigInput>(), ...options }, process.env);
+      const app = await createServer(config);
+      await app.listen(config.port, config.host);
+      const address = app.getHttpServer().address();
+      const port = typeof address === 'object' && address ? address.port : config.port;
+      console.log(
+        `mkv listening on http://${config.host}:${port} (index ${config.db}, ${config.volumes.length} volumes, ${config.replicas} replicas)`,
+      );
+    });
+  return program;
+}
+
+async function main(argv: string[]): Promise<void> {
+  const program = buildProgram();
+  try {
+    await program.parseAsync(argv);
+  } catch (error) {
+    if (error instanceof CommanderError) {
+      // Commander has printed its message; help and version are not errors.
+      process.exit(error.exitCode === 0 ? 0 : EXIT_USAGE);
+    }
+    if (error instanceof ConfigError) {
+      console.error(`mkv: ${error.message}`);
+      process.exit(EXIT_USAGE);
+    }
+    console.error(`mkv: ${(error as Error)?.message ?? String(error)}`);
+    process.exit(1);
+  }
+}
+
+void main(process.argv);

@@ -1,0 +1,37 @@
+import type { Readable } from 'node:stream';
+
+export const VOLUME_CLIENT = Symbol('VOLUME_CLIENT');
+
+/**
+ * How the index talks to volume servers. The default speaks nginx WebDAV over
+ * HTTP; a team can provide another (S3, a local disk) under VOLUME_CLIENT.
+ * Every method rejects with VolumeError.
+ */
+export interface VolumeClient {
+  /** Stores the stream at `url`; resolves once the volume has the whole body. */
+  put(url: string, body: Readable, options?: { length?: number; signal?: AbortSignal }): Promise<void>;
+  /** Renames a blob within one volume, replacing what was at `toUrl`. */
+  move(fromUrl: string, toUrl: string): Promise<void>;
+  /** Removes a blob; resolves false when there was none. */
+  delete(url: string): Promise<boolean>;
+}
+
+/** A volume request that failed: `status` is the volume's answer, absent when it could not be reached. */
+export class VolumeError extends Error {
+  constructor(
+    readonly url: string,
+    readonly status: number | undefined,
+    message: string,
+  ) {
+    super(message);
+    this.name = 'VolumeError';
+  }
+
+  static unreachable(method: string, url: string, cause: unknown): VolumeError {
+    return new VolumeError(url, undefined, `${method} ${url}: ${(cause as Error)?.message ?? String(cause)}`);
+  }
+
+  static status(method: string, url: string, status: number): VolumeError {
+    return new VolumeError(url, status, `${method} ${url}: volume answered ${status}`);
+  }
+}
