@@ -1,0 +1,37 @@
+import type { NestFastifyApplication } from '@nestjs/platform-fastify';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { ConfigInput, loadConfig } from '../../src/config/load-config';
+import type { MkvConfig } from '../../src/config/mkv-config';
+import { createServer } from '../../src/http';
+
+/** The real ServerModule on a free port, over a real SQLite file in a temp dir. */
+export class TestServer {
+  private constructor(
+    readonly app: NestFastifyApplication,
+    readonly config: MkvConfig,
+    readonly url: string,
+    private readonly dir: string,
+    private readonly ownsDir: boolean,
+  ) {}
+
+  static async start(options: ConfigInput & { dir?: string }): Promise<TestServer> {
+    const ownsDir = options.dir === undefined;
+    const dir = options.dir ?? mkdtempSync(join(tmpdir(), 'mkv-index-'));
+    const config = loadConfig({ db: join(dir, 'index.db'), replicas: 2, ...options, port: 0, host: '127.0.0.1' });
+    const app = await createServer(config, ['error']);
+    await app.listen(0, '127.0.0.1');
+    const { port } = app.getHttpServer().address() as { port: number };
+    return new TestServer(app, config, `http://127.0.0.1:${port}`, dir, ownsDir);
+  }
+
+  get dbPath(): string {
+    return this.config.db;
+  }
+
+  async stop(): Promise<void> {
+    await this.app.close();
+    if (this.ownsDir) rmSync(this.dir, { recursive: true, force: true });
+  }
+}

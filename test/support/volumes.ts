@@ -1,0 +1,122 @@
+import { execFileSync } from 'node:child_process';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { pollUntil } from './poll-until';
+
+const START_SCRIPT = resolve(__dirname, '../../nginx/start-volumes.sh');
+
+/** A free TCP port on the loopback interface. */
+export async function freePort(): Promise<number> {
+  return new Promise((done, fail) => {
+    const server = createServer();
+    server.once('error', fail);
+    server.listen(0, '127.0.0.1', () => {
+      const { port } = server.address() as { port: number };
+      server.close(() => done(port));
+    });
+  });
+}
+
+/** One real nginx WebDAV volume, started with the repository's own script. */
+export class TestVolume {
+  constructor(
+    readonly port: number,
+    readonly dir: string,
+  ) {}
+
+  get url(): string {
+    return `http://127.0.0.1:${this.port}`;
+  }
+
+  /** The directory the volume serves: a key `a/b` is the file `<dataDir>/a/b`. */
+  get dataDir(): string {
+    return join(this.dir, 'data');
+  }
+
+  filePath(relative: string): string {
+    return join(this.dataDir, relative);
+  }
+
+  has(relative: string): boolean {
+    return existsSync(this.filePath(relative));
+  }
+
+  read(relative: string): Buffer {
+    return readFileSync(this.filePath(relative));
+  }
+
+  async start(): Promise<void> {
+    execFileSync('bash', [START_SCRIPT, join(this.dir, '..'), String(this.port)], { stdio: 'pipe' });
+    await pollUntil(async () => (await fetch(`${this.url}/`).then((r) => r.ok).catch(() => false)) || undefined, {
+      timeoutMs: 5000,
+      what: `nginx on ${this.url} to answer`,
+    });
+  }
+
+  async stop(): Promise<void> {
+    const pidFile = join(this.dir, 'nginx.pid');
+    if (!existsSync(pidFile)) return;
+    const pid = Number(readFileSync(pidFile, 'utf8').trim());
+    try {
+      process.kill(pid, 'SIGTERM');
+    } catch {
+      return;
+    }
+    await pollUntil(() => (isAlive(pid) ? undefined : true), { timeoutMs: 5000, what: `nginx ${pid} to exit` });
+  }
+}
+
+/** N volumes in a fresh temp directory; `stop()` kills them and removes the directory. */
+export class TestVolumes {
+  private constructor(
+    readonly root: string,
+    readonly list: TestVolume[],
+  ) {}
+
+  static async start(count: number): Promise<TestVolumes> {
+    const root = mkdtempSync(join(tmpdir(), 'mkv-test-'));
+    const list: TestVolume[] = [];
+    for (let i = 0; i < count; i++) {
+      const port = await freePort();
+      const volume = new TestVolume(port, join(root, 'volumes', `vol-${port}`));
+      await volume.start();
+      list.push(volume);
+    }
+    return new TestVolumes(root, list);
+  }
+
+  get urls(): string[] {
+    return this.list.map((v) => v.url);
+  }
+
+  byUrl(url: string): TestVolume {
+    const volume = this.list.find((v) => v.url === url);
+    if (!volume) throw new Error(`no test volume at ${url}`);
+    return volume;
+  }
+
+  /** Adds one more running volume (for placement changes). */
+  async add(): Promise<TestVolume> {
+    const port = await freePort();
+    const volume = new TestVolume(port, join(this.root, 'volumes', `vol-${port}`));
+    await volume.start();
+    this.list.push(volume);
+    return volume;
+  }
+
+  async stop(): Promise<void> {
+    await Promise.all(this.list.map((v) => v.stop()));
+    rmSync(this.root, { recursive: true, force: true });
+  }
+}
+
+function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
