@@ -1,6 +1,7 @@
 /** Unit specs live beside the code; end-to-end suites under test/ run real nginx and SQLite. */
-const tsJest = ['ts-jest', { tsconfig: 'tsconfig.json', isolatedModules: true }];
+const tsJest = ['ts-jest', { tsconfig: 'tsconfig.json' }];
 module.exports = {
+  globalTeardown: '<rootDir>/test/support/global-teardown.ts',
   projects: [
     { displayName: 'unit', testMatch: ['<rootDir>/src/**/*.spec.ts'], transform: { '^.+\\.ts$': tsJest }, testEnvironment: 'node' },
     { displayName: 'e2e', testMatch: ['<rootDir>/test/**/*.e2e-spec.ts'], transform: { '^.+\\.ts$': tsJest }, testEnvironment: 'node', testTimeout: 60000 },

@@ -51,7 +51,7 @@ export function streamingAdapter(): FastifyAdapter {
   return adapter;
 }
 
-export async function createServer(config: MkvConfig, logLevels: LogLevel[] = ['log', 'warn', 'error']): Promise<NestFastifyApplication> {
+export async function createServer(config: MkvConfig, logLevels: LogLevel[] = ['warn', 'error']): Promise<NestFastifyApplication> {
   const app = await NestFactory.create<NestFastifyApplication>(ServerModule.forRoot(config), streamingAdapter(), {
     bodyParser: false,
     logger: logLevels,

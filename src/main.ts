@@ -2,7 +2,6 @@
 import 'reflect-metadata';
 import { Command, CommanderError, Option } from 'commander';
 import { CONFIG_DEFAULTS, ConfigError, ConfigInput, loadConfig } from './config/load-config';
-import { createServer } from './http';
 
 /** Bad usage exits 2 (as a shell builtin would), failures at run time exit 1. */
 const EXIT_USAGE = 2;
@@ -26,6 +25,8 @@ function buildProgram(): Command {
     .option('--host <address>', `address to bind [env MKV_HOST] (default: ${CONFIG_DEFAULTS.host})`)
     .action(async (options: ConfigInput, command: Command) => {
       const config = loadConfig({ ...command.parent!.opts<ConfigInput>(), ...options }, process.env);
+      // Loaded here, not at the top, so --help and bad options answer without booting Nest.
+      const { createServer } = await import('./http');
       const app = await createServer(config);
       await app.listen(config.port, config.host);
       const address = app.getHttpServer().address();

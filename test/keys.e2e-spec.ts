@@ -15,8 +15,11 @@ describe('key API', () => {
     server = await TestServer.start({ volumes: volumes.urls, replicas: 2 });
   });
   afterAll(async () => {
-    await server?.stop();
-    await volumes?.stop();
+    try {
+      await server?.stop();
+    } finally {
+      await volumes?.stop();
+    }
   });
 
   const put = (key: string, body: string | Buffer, headers?: Record<string, string>) =>

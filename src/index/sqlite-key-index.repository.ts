@@ -156,8 +156,9 @@ export class SqliteKeyIndex implements KeyIndex {
       .where('k.state = :state', { state })
       .orderBy('k.key', 'ASC')
       .limit(limit + 1);
-    const lower = start !== undefined && start > prefix ? start : prefix;
-    if (lower) query.andWhere('k.key >= :lower', { lower });
+    // Both bounds go to SQLite: JavaScript's string order (UTF-16) is not its byte order.
+    if (prefix) query.andWhere('k.key >= :prefix', { prefix });
+    if (start) query.andWhere('k.key >= :start', { start });
     const upper = prefixUpperBound(prefix);
     if (upper !== undefined) query.andWhere('k.key < :upper', { upper });
     try {

@@ -225,20 +225,25 @@ export class KeyWriter implements OnApplicationBootstrap {
       const outcomes = await Promise.allSettled(
         intent.volumes.map(async (volume) => {
           try {
-            await this.volumes.move(volume + intent.tempPath, this.placement.blobUrl(intent.key, volume));
+            await this.moveIntoPlace(intent.key, volume, intent.tempPath);
           } catch (error) {
+            // The upload is gone: it was renamed before the crash.
             if (!(error instanceof VolumeError) || error.status !== 404) throw error;
           }
         }),
       );
       const failed = outcomes.filter((o) => o.status === 'rejected');
       if (failed.length > 0) {
-        this.logger.error(`write of ${intent.key} still unfinished (${failed.length} volume(s) unreachable); will retry at next start`);
+        this.logger.error(
+          `write of ${intent.key} still unfinished: ${(failed[0] as PromiseRejectedResult).reason?.message}; will retry at next start`,
+        );
         continue;
       }
       const record = await this.index.get(intent.key);
+      // No record: the key was deleted after a write whose intent could not be cleared.
       if (record) await this.index.finishWrite(intent.id, record);
-      this.logger.log(`finished the interrupted write of ${intent.key}`);
+      else await this.index.abortWrite(intent.id, intent.key, undefined);
+      this.logger.warn(`finished the interrupted write of ${intent.key}`);
     }
   }
 

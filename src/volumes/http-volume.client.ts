@@ -37,7 +37,7 @@ export class HttpVolumeClient implements VolumeClient, OnModuleDestroy {
   }
 
   async onModuleDestroy(): Promise<void> {
-    await this.agent.close();
+    if (!this.agent.closed && !this.agent.destroyed) await this.agent.close();
   }
 
   private async send(

@@ -1,5 +1,5 @@
 import type { NestFastifyApplication } from '@nestjs/platform-fastify';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ConfigInput, loadConfig } from '../../src/config/load-config';
@@ -8,6 +8,8 @@ import { createServer } from '../../src/http';
 
 /** The real ServerModule on a free port, over a real SQLite file in a temp dir. */
 export class TestServer {
+  private stopped = false;
+
   private constructor(
     readonly app: NestFastifyApplication,
     readonly config: MkvConfig,
@@ -19,6 +21,7 @@ export class TestServer {
   static async start(options: ConfigInput & { dir?: string }): Promise<TestServer> {
     const ownsDir = options.dir === undefined;
     const dir = options.dir ?? mkdtempSync(join(tmpdir(), 'mkv-index-'));
+    mkdirSync(dir, { recursive: true });
     const config = loadConfig({ db: join(dir, 'index.db'), replicas: 2, ...options, port: 0, host: '127.0.0.1' });
     const app = await createServer(config, ['error']);
     await app.listen(0, '127.0.0.1');
@@ -31,6 +34,8 @@ export class TestServer {
   }
 
   async stop(): Promise<void> {
+    if (this.stopped) return;
+    this.stopped = true;
     await this.app.close();
     if (this.ownsDir) rmSync(this.dir, { recursive: true, force: true });
   }

@@ -47,7 +47,14 @@ export class TestVolume {
     return readFileSync(this.filePath(relative));
   }
 
+  get running(): boolean {
+    const pid = this.pid();
+    return pid !== undefined && isAlive(pid);
+  }
+
+  /** Starts nginx for this volume unless it is already running. */
   async start(): Promise<void> {
+    if (this.running) return;
     execFileSync('bash', [START_SCRIPT, join(this.dir, '..'), String(this.port)], { stdio: 'pipe' });
     await pollUntil(async () => (await fetch(`${this.url}/`).then((r) => r.ok).catch(() => false)) || undefined, {
       timeoutMs: 5000,
@@ -56,15 +63,19 @@ export class TestVolume {
   }
 
   async stop(): Promise<void> {
-    const pidFile = join(this.dir, 'nginx.pid');
-    if (!existsSync(pidFile)) return;
-    const pid = Number(readFileSync(pidFile, 'utf8').trim());
+    const pid = this.pid();
+    if (pid === undefined) return;
     try {
       process.kill(pid, 'SIGTERM');
     } catch {
       return;
     }
     await pollUntil(() => (isAlive(pid) ? undefined : true), { timeoutMs: 5000, what: `nginx ${pid} to exit` });
+  }
+
+  private pid(): number | undefined {
+    const pidFile = join(this.dir, 'nginx.pid');
+    return existsSync(pidFile) ? Number(readFileSync(pidFile, 'utf8').trim()) : undefined;
   }
 }
 

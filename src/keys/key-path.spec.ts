@@ -1,0 +1,74 @@
+import { MkvError, MkvErrorCode } from '../common/mkv-error';
+import { parseKey } from './key-path';
+
+function rejection(rawPath: string): MkvError {
+  try {
+    parseKey(rawPath);
+  } catch (error) {
+    return error as MkvError;
+  }
+  throw new Error(`parseKey(${JSON.stringify(rawPath)}) accepted the key`);
+}
+
+describe(parseKey.name, () => {
+  it.each([
+    ['plain', 'plain'],
+    ['a/b/c', 'a/b/c'],
+    ['sp ace/x', 'sp ace/x'],
+    ['sp%20ace', 'sp ace'],
+    ['100%25', '100%'],
+    ['a%2Fb', 'a/b'],
+    ['日本/語', '日本/語'],
+    ['%E6%97%A5%E6%9C%AC', '日本'],
+    ['\u{1F600}', '\u{1F600}'],
+    ['x/_admin', 'x/_admin'],
+    ['_adminx', '_adminx'],
+    ['a.b/c.', 'a.b/c.'],
+  ])('accepts %j as %j', (rawPath, key) => {
+    expect(parseKey(rawPath)).toBe(key);
+  });
+
+  it('accepts a 1024-byte key made of segments of at most 255 bytes', () => {
+    const key = Array.from({ length: 5 }, (_, i) => String(i).repeat(204)).join('/');
+    expect(Buffer.byteLength(key)).toBe(1024);
+    expect(parseKey(key)).toBe(key);
+  });
+
+  it('accepts a 255-byte segment of multi-byte characters', () => {
+    const segment = 'é'.repeat(127) + 'x'; // 2 * 127 + 1 = 255 bytes
+    expect(parseKey(`a/${segment}`)).toBe(`a/${segment}`);
+  });
+
+  it.each([
+    ['', 'empty'],
+    ['a'.repeat(1025), 'longer than 1024 bytes'],
+    [Array.from({ length: 5 }, () => 'é'.repeat(102)).join('/') + '/x', 'longer than 1024 bytes'],
+    ['a%00b', 'contains a control character'],
+    ['a%1F', 'contains a control character'],
+    ['a%7F', 'contains a control character'],
+    ['tab\there', 'contains a control character'],
+    ['a/', 'ends with /'],
+    ['/', 'ends with /'],
+    ['a//b', 'empty path segment'],
+    ['/a', 'empty path segment'],
+    ['.', 'a path segment starts with .'],
+    ['..', 'a path segment starts with .'],
+    ['a/./b', 'a path segment starts with .'],
+    ['a/../b', 'a path segment starts with .'],
+    ['a/.hidden', 'a path segment starts with .'],
+    ['%2Ehidden', 'a path segment starts with .'],
+    ['x'.repeat(256), 'a path segment is longer than 255 bytes'],
+    ['a/' + 'é'.repeat(128), 'a path segment is longer than 255 bytes'],
+    ['_admin', '_admin is reserved'],
+    ['_admin/jobs', '_admin is reserved'],
+    ['%5Fadmin', '_admin is reserved'],
+    ['100%', 'bad percent-encoding'],
+    ['%zz', 'bad percent-encoding'],
+    ['%E6%97', 'bad percent-encoding'],
+  ])('rejects %j: %s', (rawPath, reason) => {
+    const error = rejection(rawPath);
+    expect(error).toBeInstanceOf(MkvError);
+    expect(error.code).toBe(MkvErrorCode.InvalidRequest);
+    expect(error.message).toBe(`invalid key: ${reason}`);
+  });
+});

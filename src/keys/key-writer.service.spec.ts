@@ -1,0 +1,413 @@
+import { Test, TestingModule } from '@nestjs/testing';
+import { createHash } from 'node:crypto';
+import { Readable } from 'node:stream';
+import { MkvError, MkvErrorCode } from '../common/mkv-error';
+import { ConfigModule } from '../config/config.module';
+import { ConfigInput, loadConfig } from '../config/load-config';
+import { PlacementService } from '../hashing/placement.service';
+import { rankVolumes } from '../hashing/rendezvous';
+import { IndexModule } from '../index/index.module';
+import { KEY_INDEX, KeyIndex } from '../index/key-index';
+import type { KeyRecord } from '../index/key-record';
+import { VOLUME_CLIENT, VolumeClient, VolumeError } from '../volumes/volume-client';
+import { KeyLocks } from './key-locks';
+import { KeyWriter, TEMP_DIR } from './key-writer.service';
+import { KeysService } from './keys.service';
+
+const HELLO_MD5 = '5d41402abc4b2a76b9719d911017c592'; // python3: hashlib.md5(b'hello').hexdigest()
+const WORLD_MD5 = '7d793037a0760186574b0282f2f435e7'; // md5('world')
+
+/**
+ * Volumes as a map of blob URL to bytes, with WebDAV's answers where the write
+ * path depends on them: MOVE answers 404 without a source and 409 when a
+ * directory stands at the destination; DELETE of `url/` removes a directory.
+ */
+class InMemoryVolumeClient implements VolumeClient {
+  readonly blobs = new Map<string, Buffer>();
+  /** Volumes whose PUT fails: after reading the whole body (507), or before reading any of it (unreachable). */
+  readonly failingPuts = new Map<string, 'after-body' | 'before-body'>();
+  /** Volumes whose MOVE fails with this status (undefined: unreachable). */
+  readonly failingMoves = new Map<string, number | undefined>();
+  readonly requests: string[] = [];
+
+  async put(url: string, body: Readable): Promise<void> {
+    this.requests.push(`PUT ${url}`);
+    const failure = this.failingPuts.get(volumeOf(url));
+    if (failure === 'before-body') throw VolumeError.unreachable('PUT', url, new Error('connection refused'));
+    const chunks: Buffer[] = [];
+    for await (const chunk of body) chunks.push(Buffer.from(chunk as Buffer));
+    if (failure === 'after-body') throw VolumeError.status('PUT', url, 507);
+    this.blobs.set(url, Buffer.concat(chunks));
+  }
+
+  async move(fromUrl: string, toUrl: string): Promise<void> {
+    this.requests.push(`MOVE ${fromUrl} ${toUrl}`);
+    const volume = volumeOf(fromUrl);
+    if (this.failingMoves.has(volume)) {
+      const status = this.failingMoves.get(volume);
+      throw status === undefined
+        ? VolumeError.unreachable('MOVE', fromUrl, new Error('connection refused'))
+        : VolumeError.status('MOVE', fromUrl, status);
+    }
+    const blob = this.blobs.get(fromUrl);
+    if (blob === undefined) throw VolumeError.status('MOVE', fromUrl, 404);
+    if (this.urlsUnder(`${toUrl}/`).length > 0) throw VolumeError.status('MOVE', fromUrl, 409);
+    this.blobs.delete(fromUrl);
+    this.blobs.set(toUrl, blob);
+  }
+
+  async delete(url: string): Promise<boolean> {
+    this.requests.push(`DELETE ${url}`);
+    if (url.endsWith('/')) {
+      const under = this.urlsUnder(url);
+      for (const blobUrl of under) this.blobs.delete(blobUrl);
+      return under.length > 0;
+    }
+    return this.blobs.delete(url);
+  }
+
+  /** The store as plain text, for whole-store assertions. */
+  contents(): Record<string, string> {
+    return Object.fromEntries([...this.blobs].map(([url, bytes]) => [url, bytes.toString()]));
+  }
+
+  tempUrls(): string[] {
+    return [...this.blobs.keys()].filter((url) => url.includes(`${TEMP_DIR}/`));
+  }
+
+  private urlsUnder(directory: string): string[] {
+    return [...this.blobs.keys()].filter((url) => url.startsWith(directory));
+  }
+}
+
+function volumeOf(url: string): string {
+  return new URL(url).origin;
+}
+
+function body(...chunks: string[]): Readable {
+  return Readable.from(chunks.map((chunk) => Buffer.from(chunk)));
+}
+
+async function rejection(promise: Promise<unknown>): Promise<MkvError> {
+  try {
+    await promise;
+  } catch (error) {
+    return error as MkvError;
+  }
+  throw new Error('expected a rejection');
+}
+
+describe(KeyWriter.name, () => {
+  let moduleRef: TestingModule;
+  let writer: KeyWriter;
+  let keys: KeysService;
+  let index: KeyIndex;
+  let placement: PlacementService;
+  let volumes: InMemoryVolumeClient;
+
+  async function start(overrides: ConfigInput = {}): Promise<void> {
+    const config = loadConfig({ db: ':memory:', volumes: 'a:1,b:2,c:3', replicas: 2, ...overrides });
+    volumes = new InMemoryVolumeClient();
+    moduleRef = await Test.createTestingModule({
+      imports: [ConfigModule.forRoot(config), IndexModule],
+      providers: [KeyLocks, KeyWriter, KeysService, PlacementService, { provide: VOLUME_CLIENT, useValue: volumes }],
+    }).compile();
+    moduleRef.useLogger(false); // the failure paths log warnings by design
+    writer = moduleRef.get(KeyWriter);
+    keys = moduleRef.get(KeysService);
+    index = moduleRef.get<KeyIndex>(KEY_INDEX);
+    placement = moduleRef.get(PlacementService);
+  }
+
+  beforeEach(() => start());
+
+  afterEach(async () => {
+    await moduleRef.close();
+  });
+
+  const put = (key: string, value: string) => writer.put(key, body(value), Buffer.byteLength(value));
+
+  /** Where the key's replicas live, each holding `value`. */
+  function replicasHolding(key: string, value: string): Record<string, string> {
+    return Object.fromEntries(placement.replicasFor(key).map((volume) => [placement.blobUrl(key, volume), value]));
+  }
+
+  describe('a new key', () => {
+    it('is created on each of its replicas and recorded with its size and MD5', async () => {
+      await expect(put('greeting', 'hello')).resolves.toEqual({ created: true });
+
+      expect(volumes.contents()).toEqual(replicasHolding('greeting', 'hello'));
+      expect(Object.keys(volumes.contents())).toHaveLength(2);
+      expect(await index.get('greeting')).toEqual({
+        key: 'greeting',
+        volumes: placement.replicasFor('greeting'),
+        size: 5,
+        md5: HELLO_MD5,
+        state: 'live',
+        createdAt: expect.any(Number),
+        updatedAt: expect.any(Number),
+      });
+      expect(await index.pendingWrites()).toEqual([]);
+    });
+
+    it('is uploaded under a temporary dot-name, then renamed into place', async () => {
+      await put('greeting', 'hello');
+      const puts = volumes.requests.filter((r) => r.startsWith('PUT '));
+      expect(puts).toHaveLength(2);
+      for (const request of puts) expect(request).toMatch(/^PUT http:\/\/[a-c]:[1-3]\/\.mkv-tmp\/[0-9a-f-]{36}$/);
+      expect(volumes.requests.filter((r) => r.startsWith('MOVE '))).toHaveLength(2);
+    });
+
+    it('streams a large body of unknown length and hashes all of it', async () => {
+      const chunk = 'x'.repeat(64 * 1024);
+      const chunks = Array.from({ length: 32 }, (_, i) => chunk.slice(0, -1) + String(i % 10));
+      const whole = chunks.join('');
+      await expect(writer.put('big', body(...chunks), undefined)).resolves.toEqual({ created: true });
+
+      const record = await index.get('big');
+      expect(record?.size).toBe(2 * 1024 * 1024);
+      expect(record?.md5).toBe(createHash('md5').update(whole).digest('hex'));
+      expect(volumes.contents()).toEqual(replicasHolding('big', whole));
+    });
+
+    it('goes into a subvolume directory when subvolumes are configured', async () => {
+      await moduleRef.close();
+      await start({ subvolumes: 16 });
+      await put('k', 'hello');
+      const urls = Object.keys(volumes.contents());
+      expect(urls).toHaveLength(2);
+      for (const url of urls) expect(url).toMatch(/^http:\/\/[a-c]:[1-3]\/sv[0-9A-F]{2}\/k$/);
+    });
+
+    it('replaces a directory a deleted key left behind at its path', async () => {
+      const [volume] = placement.replicasFor('a');
+      const leftover = `${placement.blobUrl('a', volume)}/b`;
+      volumes.blobs.set(leftover, Buffer.from('orphan'));
+
+      await expect(put('a', 'hello')).resolves.toEqual({ created: true });
+      expect(volumes.contents()).toEqual(replicasHolding('a', 'hello'));
+    });
+  });
+
+  describe('an overwrite', () => {
+    it('replaces the value everywhere and reports created false', async () => {
+      await put('k', 'hello');
+      const first = await index.get('k');
+      await expect(put('k', 'world')).resolves.toEqual({ created: false });
+
+      expect(volumes.contents()).toEqual(replicasHolding('k', 'world'));
+      const record = await index.get('k');
+      expect(record).toMatchObject({ md5: WORLD_MD5, size: 5, state: 'live', createdAt: first?.createdAt });
+      expect(record!.updatedAt).toBeGreaterThanOrEqual(first!.updatedAt);
+    });
+
+    it('of an unlinked key reports created true and makes it live again', async () => {
+      await put('k', 'hello');
+      await index.setState('k', 'unlinked', Date.now());
+      await expect(put('k', 'world')).resolves.toEqual({ created: true });
+      expect((await index.get('k'))?.state).toBe('live');
+    });
+
+    it('deletes the copies left on volumes that are no longer replicas of the key', async () => {
+      const [, , outsider] = rankVolumes('k', placement.volumes);
+      const old: KeyRecord = { key: 'k', volumes: [outsider], size: 5, md5: HELLO_MD5, state: 'live', createdAt: 1, updatedAt: 1 };
+      await index.beginWrite(old, { id: 'old', key: 'k', tempPath: `${TEMP_DIR}/old`, volumes: [outsider], createdAt: 1 });
+      await index.finishWrite('old', old);
+      volumes.blobs.set(placement.blobUrl('k', outsider), Buffer.from('hello'));
+
+      await expect(put('k', 'world')).resolves.toEqual({ created: false });
+      expect(volumes.contents()).toEqual(replicasHolding('k', 'world'));
+      expect((await index.get('k'))?.volumes).toEqual(placement.replicasFor('k'));
+    });
+  });
+
+  it('writes a key again after KeysService deleted it', async () => {
+    await put('k', 'hello');
+    await keys.delete('k');
+    expect(volumes.contents()).toEqual({});
+    expect(await index.get('k')).toBeUndefined();
+
+    await expect(put('k', 'world')).resolves.toEqual({ created: true });
+    expect(volumes.contents()).toEqual(replicasHolding('k', 'world'));
+  });
+
+  describe('refuses', () => {
+    it('a request that declares an empty body, before any upload', async () => {
+      const error = await rejection(writer.put('k', body(), 0));
+      expect(error).toBeInstanceOf(MkvError);
+      expect([error.code, error.message]).toEqual([MkvErrorCode.EmptyValue, 'empty value']);
+      expect(volumes.requests).toEqual([]);
+    });
+
+    it('a streamed body that turns out empty, and removes its uploads', async () => {
+      const error = await rejection(writer.put('k', body(), undefined));
+      expect([error.code, error.message]).toEqual([MkvErrorCode.EmptyValue, 'empty value']);
+      expect(volumes.contents()).toEqual({});
+      expect(await index.get('k')).toBeUndefined();
+    });
+
+    it('a key below an existing key, before any upload', async () => {
+      await put('a', 'hello');
+      volumes.requests.length = 0;
+      const error = await rejection(put('a/b', 'world'));
+      expect([error.code, error.message]).toEqual([MkvErrorCode.KeyConflict, 'key a/b conflicts with existing key a']);
+      expect(volumes.requests).toEqual([]);
+      expect(await index.get('a/b')).toBeUndefined();
+    });
+
+    it('a key above an existing unlinked key', async () => {
+      await put('a/b', 'hello');
+      await index.setState('a/b', 'unlinked', Date.now());
+      const error = await rejection(put('a', 'world'));
+      expect([error.code, error.message]).toEqual([MkvErrorCode.KeyConflict, 'key a conflicts with existing key a/b']);
+      expect(volumes.contents()).toEqual(replicasHolding('a/b', 'hello'));
+    });
+
+    it('a write when there are fewer volumes than replicas', async () => {
+      await moduleRef.close();
+      await start({ replicas: 4 });
+      const error = await rejection(put('k', 'hello'));
+      expect([error.code, error.message]).toEqual([MkvErrorCode.NotEnoughVolumes, 'need 4 volumes but only 3 available']);
+      expect(volumes.requests).toEqual([]);
+    });
+  });
+
+  describe('when a volume fails', () => {
+    it('drops a new key whose upload failed on one volume, leaving no blob anywhere', async () => {
+      const [, second] = placement.replicasFor('k');
+      volumes.failingPuts.set(second, 'after-body');
+
+      const error = await rejection(put('k', 'hello'));
+      expect(error).toBeInstanceOf(MkvError);
+      expect([error.code, error.message]).toEqual([MkvErrorCode.VolumeWriteFailed, 'not all volume writes succeeded']);
+      expect(volumes.contents()).toEqual({});
+      expect(await index.get('k')).toBeUndefined();
+      expect(await index.pendingWrites()).toEqual([]);
+    });
+
+    it('stops a large upload when a volume refuses it at once', async () => {
+      const [first] = placement.replicasFor('k');
+      volumes.failingPuts.set(first, 'before-body');
+      const chunks = Array.from({ length: 64 }, () => 'y'.repeat(64 * 1024));
+
+      const error = await rejection(writer.put('k', body(...chunks), undefined));
+      expect(error.code).toBe(MkvErrorCode.VolumeWriteFailed);
+      expect(volumes.contents()).toEqual({});
+    });
+
+    it('keeps the old value on every replica when an overwrite upload fails', async () => {
+      await put('k', 'hello');
+      const before = await index.get('k');
+      volumes.failingPuts.set(placement.replicasFor('k')[0], 'after-body');
+
+      expect((await rejection(put('k', 'world'))).code).toBe(MkvErrorCode.VolumeWriteFailed);
+      expect(volumes.contents()).toEqual(replicasHolding('k', 'hello'));
+      expect(await index.get('k')).toEqual(before);
+      expect((await index.get('k'))?.md5).toBe(HELLO_MD5);
+    });
+
+    it('keeps the old value when the renames fail on every volume', async () => {
+      await put('k', 'hello');
+      const before = await index.get('k');
+      for (const volume of placement.replicasFor('k')) volumes.failingMoves.set(volume, 500);
+
+      const error = await rejection(put('k', 'world'));
+      expect([error.code, error.message]).toEqual([MkvErrorCode.VolumeWriteFailed, 'not all volume writes succeeded']);
+      expect(volumes.contents()).toEqual(replicasHolding('k', 'hello'));
+      expect(await index.get('k')).toEqual(before);
+      expect(await index.pendingWrites()).toEqual([]);
+    });
+
+    it('drops a new key whose rename failed on one volume, including the renamed copy', async () => {
+      const [, second] = placement.replicasFor('k');
+      volumes.failingMoves.set(second, undefined);
+
+      expect((await rejection(put('k', 'hello'))).code).toBe(MkvErrorCode.VolumeWriteFailed);
+      expect(volumes.contents()).toEqual({});
+      expect(await index.get('k')).toBeUndefined();
+      expect(await index.pendingWrites()).toEqual([]);
+    });
+
+    it('keeps index and replicas in agreement when an overwrite was renamed on some volumes only', async () => {
+      await put('k', 'hello');
+      const [first, second] = placement.replicasFor('k');
+      volumes.failingMoves.set(second, 500);
+
+      expect((await rejection(put('k', 'world'))).code).toBe(MkvErrorCode.VolumeWriteFailed);
+      expect(volumes.contents()).toEqual({ [placement.blobUrl('k', first)]: 'world' });
+      expect(await index.get('k')).toMatchObject({ volumes: [first], md5: WORLD_MD5 });
+      expect(await index.pendingWrites()).toEqual([]);
+    });
+
+    it('reports a conflict when every rename finds a directory the index does not know', async () => {
+      // A 409 on the retry too: the directory could not be removed.
+      for (const volume of placement.replicasFor('k')) volumes.failingMoves.set(volume, 409);
+      const error = await rejection(put('k', 'hello'));
+      expect([error.code, error.message]).toEqual([MkvErrorCode.KeyConflict, 'key k conflicts with an existing path on a volume']);
+      expect(volumes.contents()).toEqual({});
+      expect(await index.get('k')).toBeUndefined();
+    });
+  });
+
+  describe(KeyWriter.prototype.recoverPendingWrites.name, () => {
+    /** What a crash right after the index transaction leaves: the record, the intent and the uploads. */
+    async function crashAfterBegin(key: string, value: string, tempName = 'crashed'): Promise<KeyRecord> {
+      const targets = placement.replicasFor(key);
+      const tempPath = `${TEMP_DIR}/${tempName}`;
+      for (const volume of targets) volumes.blobs.set(volume + tempPath, Buffer.from(value));
+      const record: KeyRecord = { key, volumes: targets, size: value.length, md5: HELLO_MD5, state: 'live', createdAt: 7, updatedAt: 7 };
+      expect(await index.beginWrite(record, { id: tempName, key, tempPath, volumes: targets, createdAt: 7 })).toBeUndefined();
+      return record;
+    }
+
+    it('renames the uploads of an interrupted write into place and drops the intent', async () => {
+      const record = await crashAfterBegin('k', 'hello');
+      await writer.recoverPendingWrites();
+
+      expect(volumes.contents()).toEqual(replicasHolding('k', 'hello'));
+      expect(await index.pendingWrites()).toEqual([]);
+      expect(await index.get('k')).toEqual(record);
+      await expect(keys.locate('k')).resolves.toMatchObject({ url: placement.blobUrl('k', record.volumes[0]) });
+    });
+
+    it('counts an upload already gone as renamed before the crash', async () => {
+      const record = await crashAfterBegin('k', 'hello');
+      const [first] = record.volumes;
+      await volumes.move(first + `${TEMP_DIR}/crashed`, placement.blobUrl('k', first));
+
+      await writer.recoverPendingWrites();
+      expect(volumes.contents()).toEqual(replicasHolding('k', 'hello'));
+      expect(await index.pendingWrites()).toEqual([]);
+    });
+
+    it('drops the intent of a key that was deleted since', async () => {
+      await crashAfterBegin('k', 'hello');
+      await index.delete('k');
+      await writer.recoverPendingWrites();
+      expect(await index.pendingWrites()).toEqual([]);
+    });
+
+    it('clears a directory a deleted key left at the path, as a live write does', async () => {
+      const record = await crashAfterBegin('a', 'hello');
+      // The fake volume models a directory by what is under it: an unindexed file left below `a/`.
+      volumes.blobs.set(`${placement.blobUrl('a', record.volumes[0])}/b`, Buffer.from('left behind'));
+      await writer.recoverPendingWrites();
+      expect(await index.pendingWrites()).toEqual([]);
+      expect(volumes.contents()).toEqual(replicasHolding('a', 'hello'));
+    });
+
+    it('keeps the intent for the next start while a volume is unreachable', async () => {
+      const record = await crashAfterBegin('k', 'hello');
+      volumes.failingMoves.set(record.volumes[1], undefined);
+
+      await writer.recoverPendingWrites();
+      expect(await index.pendingWrites()).toHaveLength(1);
+      expect(volumes.tempUrls()).toEqual([record.volumes[1] + `${TEMP_DIR}/crashed`]);
+
+      volumes.failingMoves.clear();
+      await writer.recoverPendingWrites();
+      expect(await index.pendingWrites()).toEqual([]);
+      expect(volumes.contents()).toEqual(replicasHolding('k', 'hello'));
+    });
+  });
+});

@@ -1,0 +1,218 @@
+import Database from 'better-sqlite3';
+import { createHash, randomUUID } from 'node:crypto';
+import { createReadStream, readdirSync } from 'node:fs';
+import { connect } from 'node:net';
+import { join } from 'node:path';
+import { placeKey } from '../src/hashing/rendezvous';
+import { http, keyUrl, md5 } from './support/http';
+import { pollUntil } from './support/poll-until';
+import { TestServer } from './support/server';
+import { GeneratedBody } from './support/streams';
+import { TestVolume, TestVolumes } from './support/volumes';
+
+/**
+ * Failure paths, each ending in a clear error and replicas that agree with
+ * each other and with the index. Real nginx processes are stopped to fail a
+ * volume; SQLite triggers fail the index.
+ */
+describe('failures', () => {
+  let volumes: TestVolumes;
+  let server: TestServer;
+  let indexDir: string;
+
+  beforeAll(async () => {
+    volumes = await TestVolumes.start(3);
+    indexDir = join(volumes.root, 'index'); // kept across the restart below
+    server = await TestServer.start({ volumes: volumes.urls, replicas: 2, dir: indexDir });
+  });
+  afterAll(async () => {
+    try {
+      await server?.stop();
+    } finally {
+      await volumes?.stop();
+    }
+  });
+  afterEach(async () => {
+    for (const volume of volumes.list) await volume.start(); // a test that failed half-way may have left one stopped
+  });
+
+  const replicasOf = (key: string) => placeKey(key, volumes.urls, 2).map((url) => volumes.byUrl(url));
+  const put = (key: string, body: string | Buffer | NodeJS.ReadableStream, headers?: Record<string, string>) =>
+    http('PUT', keyUrl(server.url, key), { body: body as string, headers });
+  const tempFiles = (volume: TestVolume) => (volume.has('.mkv-tmp') ? readdirSync(volume.filePath('.mkv-tmp')) : []);
+  const fileMd5 = (volume: TestVolume, key: string) => md5(volume.read(key));
+
+  it('a volume that is down during PUT gives 502 and leaves no blob on the others', async () => {
+    const key = 'down/new-key';
+    const [, second] = replicasOf(key);
+    await second.stop();
+    const res = await put(key, 'x'.repeat(100_000));
+    expect(res.status).toBe(502);
+    expect(res.text).toBe('not all volume writes succeeded');
+    await second.start();
+    for (const volume of volumes.list) {
+      expect(volume.has(key)).toBe(false);
+      expect(tempFiles(volume)).toEqual([]);
+    }
+    expect((await http('HEAD', keyUrl(server.url, key))).status).toBe(404);
+  });
+
+  it('a volume killed in the middle of a streamed PUT gives 502 and leaves nothing behind', async () => {
+    const key = 'down/mid-stream';
+    const [first] = replicasOf(key);
+    const body = new GeneratedBody(32 << 20, async (sent) => {
+      if (sent === 8 << 20) await first.stop();
+    });
+    const res = await put(key, body as unknown as NodeJS.ReadableStream);
+    expect(res.status).toBe(502);
+    await first.start();
+    for (const volume of volumes.list) {
+      expect(volume.has(key)).toBe(false);
+      expect(tempFiles(volume)).toEqual([]);
+    }
+  });
+
+  it('a failed overwrite keeps the old value intact and readable on all its replicas', async () => {
+    const key = 'down/overwrite';
+    expect((await put(key, 'old value')).status).toBe(201);
+    const [first, second] = replicasOf(key);
+    await second.stop();
+    const res = await put(key, 'new value that must not land');
+    expect(res.status).toBe(502);
+    await second.start();
+
+    expect(first.read(key).toString()).toBe('old value');
+    expect(second.read(key).toString()).toBe('old value');
+    const get = await http('GET', keyUrl(server.url, key));
+    expect(get.headers['content-md5']).toBe(md5('old value'));
+    expect((await http('GET', get.headers.location)).text).toBe('old value');
+  });
+
+  describe('an index that fails after the volume writes', () => {
+    const withTrigger = async (key: string, work: () => Promise<void>) => {
+      // A second connection to the same file, as an operator's sqlite3 shell would be.
+      const db = new Database(server.dbPath);
+      db.exec(`CREATE TRIGGER fail_write BEFORE INSERT ON write_intents WHEN NEW.key = '${key}'
+               BEGIN SELECT RAISE(ABORT, 'injected failure'); END`);
+      try {
+        await work();
+      } finally {
+        db.exec('DROP TRIGGER fail_write');
+        db.close();
+      }
+    };
+
+    it('gives 500 "database error" and removes the uploads of a new key', async () => {
+      const key = 'db/new';
+      await withTrigger(key, async () => {
+        const res = await put(key, 'never indexed');
+        expect(res.status).toBe(500);
+        expect(res.text).toBe('database error: injected failure');
+      });
+      for (const volume of volumes.list) {
+        expect(volume.has(key)).toBe(false);
+        expect(tempFiles(volume)).toEqual([]);
+      }
+      expect((await http('HEAD', keyUrl(server.url, key))).status).toBe(404);
+    });
+
+    it('gives 500 and keeps the previous value of an overwritten key', async () => {
+      const key = 'db/existing';
+      await put(key, 'previous');
+      await withTrigger(key, async () => {
+        expect((await put(key, 'replacement')).status).toBe(500);
+      });
+      for (const volume of replicasOf(key)) expect(volume.read(key).toString()).toBe('previous');
+      expect((await http('HEAD', keyUrl(server.url, key))).headers['content-md5']).toBe(md5('previous'));
+    });
+  });
+
+  it('20 concurrent writers to one key leave all replicas identical and equal to the index MD5', async () => {
+    const key = 'race/one-key';
+    const bodies = Array.from({ length: 20 }, (_, i) => Buffer.from(`writer ${i} `.repeat(1000 + i)));
+    const results = await Promise.all(bodies.map((body) => put(key, body)));
+    for (const res of results) expect([201, 204]).toContain(res.status);
+    expect(results.filter((res) => res.status === 201)).toHaveLength(1);
+
+    const indexMd5 = (await http('HEAD', keyUrl(server.url, key))).headers['content-md5'];
+    expect(bodies.map((b) => md5(b))).toContain(indexMd5);
+    for (const volume of replicasOf(key)) expect(fileMd5(volume, key)).toBe(indexMd5);
+    for (const volume of volumes.list) expect(tempFiles(volume)).toEqual([]);
+  });
+
+  it('PUT, DELETE and UNLINK racing on one key end with the index and replicas agreeing', async () => {
+    const key = 'race/mixed';
+    const ops = Array.from({ length: 30 }, (_, i) =>
+      i % 3 === 0 ? put(key, `v${i}`) : i % 3 === 1 ? http('DELETE', keyUrl(server.url, key)) : http('UNLINK', keyUrl(server.url, key)),
+    );
+    for (const res of await Promise.all(ops)) expect([201, 204, 404]).toContain(res.status);
+    const head = await http('HEAD', keyUrl(server.url, key));
+    const unlinked = JSON.parse((await http('GET', `${server.url}/race/mixed?unlinked`)).text).keys as string[];
+    if (head.status === 200 || unlinked.length > 0) {
+      // Live or unlinked, the record's replicas hold one and the same value.
+      const [a, b] = replicasOf(key);
+      expect(fileMd5(a, key)).toBe(fileMd5(b, key));
+      if (head.status === 200) expect(fileMd5(a, key)).toBe(head.headers['content-md5']);
+    } else {
+      for (const volume of volumes.list) expect(volume.has(key)).toBe(false);
+    }
+  });
+
+  it('a client that disconnects mid-upload leaves no blob, no upload and no record', async () => {
+    const key = 'abort/me';
+    const { port } = new URL(server.url);
+    await new Promise<void>((done) => {
+      const socket = connect(Number(port), '127.0.0.1', () => {
+        socket.write(`PUT /${key} HTTP/1.1\r\nHost: x\r\nContent-Length: ${10 << 20}\r\n\r\n`);
+        socket.write(Buffer.alloc(1 << 20, 7), () => setTimeout(() => socket.destroy(), 100));
+      });
+      socket.on('close', () => done());
+      socket.on('error', () => undefined);
+    });
+    await pollUntil(() => (volumes.list.every((v) => tempFiles(v).length === 0) ? true : undefined), {
+      what: 'uploads of the aborted PUT to be removed',
+    });
+    for (const volume of volumes.list) expect(volume.has(key)).toBe(false);
+    expect((await http('HEAD', keyUrl(server.url, key))).status).toBe(404);
+  });
+
+  it('a crash between recording a write and renaming its uploads is finished at the next start', async () => {
+    // The state a crash leaves: the index holds the new record and the intent;
+    // one replica was renamed to the new value, the other still has its
+    // upload under the temporary name and the old value in place.
+    const key = 'crash/mid-rename';
+    await put(key, 'old value');
+    const [renamed, pending] = replicasOf(key);
+    const tempPath = `/.mkv-tmp/${randomUUID()}`;
+    const newValue = 'the new value';
+    await http('PUT', `${renamed.url}/${key}`, { body: newValue });
+    await http('PUT', `${pending.url}${tempPath}`, { body: newValue });
+    await server.stop();
+    const db = new Database(server.dbPath);
+    const now = Date.now();
+    db.prepare('UPDATE keys SET md5 = ?, size = ?, updated_at = ? WHERE key = ?').run(md5(newValue), newValue.length, now, key);
+    db.prepare('INSERT INTO write_intents (id, key, temp_path, volumes, created_at) VALUES (?, ?, ?, ?, ?)').run(
+      randomUUID(), key, tempPath, [renamed.url, pending.url].join(','), now,
+    );
+    db.close();
+
+    server = await TestServer.start({ volumes: volumes.urls, replicas: 2, dir: indexDir });
+
+    expect(pending.read(key).toString()).toBe(newValue);
+    expect(renamed.read(key).toString()).toBe(newValue);
+    expect(tempFiles(pending)).toEqual([]);
+    const check = new Database(server.dbPath, { readonly: true });
+    expect(check.prepare('SELECT COUNT(*) AS n FROM write_intents').get()).toEqual({ n: 0 });
+    check.close();
+    expect((await http('HEAD', keyUrl(server.url, key))).headers['content-md5']).toBe(md5(newValue));
+  });
+
+  it('a body sent chunked (no Content-Length) is stored with its MD5', async () => {
+    const key = 'disk/file';
+    const path = volumes.list[0].filePath('../nginx.conf');
+    const res = await put(key, createReadStream(path) as unknown as NodeJS.ReadableStream);
+    expect(res.status).toBe(201);
+    const expected = createHash('md5').update(volumes.list[0].read('../nginx.conf')).digest('hex');
+    expect((await http('HEAD', keyUrl(server.url, key))).headers['content-md5']).toBe(expected);
+  });
+});

@@ -1,0 +1,68 @@
+import { createHash } from 'node:crypto';
+import { createReadStream } from 'node:fs';
+import { request } from 'undici';
+import { placeKey } from '../src/hashing/rendezvous';
+import { http, keyUrl } from './support/http';
+import { ServerProcess } from './support/cli';
+import { GeneratedBody } from './support/streams';
+import { freePort, TestVolumes } from './support/volumes';
+
+const SIZE = 200 << 20; // 200 MiB
+const RSS_GROWTH_LIMIT = 64 << 20;
+
+/** A value far larger than the server may hold: streamed through, never buffered. */
+describe('a 200 MiB value', () => {
+  let volumes: TestVolumes;
+  let server: ServerProcess;
+
+  beforeAll(async () => {
+    volumes = await TestVolumes.start(3);
+    server = await ServerProcess.start(['-d', `${volumes.root}/index.db`, '-v', volumes.urls.join(','), '-r', '2'], await freePort());
+  });
+  afterAll(async () => {
+    try {
+      await server?.stop();
+    } finally {
+      await volumes?.stop();
+    }
+  });
+
+  it('round-trips byte-exact while the server RSS grows by less than 64 MB', async () => {
+    const key = 'big/value.bin';
+    // Warm up the paths the big PUT takes, so the baseline includes the code, not the value.
+    await http('PUT', keyUrl(server.url, 'big/warm-up'), { body: Buffer.alloc(1 << 20, 1) });
+    const before = server.memory().rss;
+    let peak = before;
+    const sampler = setInterval(() => (peak = Math.max(peak, server.memory().rss)), 20);
+
+    const body = new GeneratedBody(SIZE);
+    const res = await http('PUT', keyUrl(server.url, key), { body, headers: { 'content-length': String(SIZE) } });
+    clearInterval(sampler);
+    peak = Math.max(peak, server.memory().rss);
+    expect(res.status).toBe(201);
+
+    const growth = peak - before;
+    console.log(
+      `200 MiB PUT: server RSS before ${(before / 2 ** 20).toFixed(1)} MiB, peak ${(peak / 2 ** 20).toFixed(1)} MiB, growth ${(growth / 2 ** 20).toFixed(1)} MiB (limit 64)`,
+    );
+    expect(growth).toBeLessThan(RSS_GROWTH_LIMIT);
+
+    const head = await http('HEAD', keyUrl(server.url, key));
+    expect(head.headers['content-length']).toBe(String(SIZE));
+    expect(head.headers['content-md5']).toBe(body.md5());
+
+    // What a client reads back through the redirect, hashed as it streams.
+    const redirect = await http('GET', keyUrl(server.url, key));
+    const download = await request(redirect.headers.location);
+    const downloaded = createHash('md5');
+    for await (const chunk of download.body) downloaded.update(chunk);
+    expect(downloaded.digest('hex')).toBe(body.md5());
+
+    // And the bytes on both replicas' disks.
+    for (const url of placeKey(key, volumes.urls, 2)) {
+      const onDisk = createHash('md5');
+      for await (const chunk of createReadStream(volumes.byUrl(url).filePath(key))) onDisk.update(chunk);
+      expect(onDisk.digest('hex')).toBe(body.md5());
+    }
+  });
+});

@@ -1,0 +1,64 @@
+import { ChildProcess, spawn, spawnSync } from 'node:child_process';
+import { existsSync, readFileSync } from 'node:fs';
+import { resolve } from 'node:path';
+import { pollUntil } from './poll-until';
+
+/** The built CLI, as `npm install` puts it on the PATH. */
+export const MKV_BIN = resolve(__dirname, '../../dist/main.js');
+
+function requireBuild(): void {
+  if (!existsSync(MKV_BIN)) throw new Error(`${MKV_BIN} is missing: run 'npm run build' (npm test does it first)`);
+}
+
+/** Runs `mkv <args>` to completion. */
+export function runMkv(args: string[], env: NodeJS.ProcessEnv = {}) {
+  requireBuild();
+  const result = spawnSync(process.execPath, [MKV_BIN, ...args], {
+    encoding: 'utf8',
+    env: { PATH: process.env.PATH, ...env },
+    timeout: 30_000,
+  });
+  return { status: result.status, stdout: result.stdout, stderr: result.stderr };
+}
+
+/** `mkv ... serve` as a separate process, so its own memory can be measured. */
+export class ServerProcess {
+  private constructor(
+    readonly child: ChildProcess,
+    readonly url: string,
+  ) {}
+
+  static async start(args: string[], port: number, env: NodeJS.ProcessEnv = {}): Promise<ServerProcess> {
+    requireBuild();
+    const child = spawn(process.execPath, [MKV_BIN, ...args, 'serve', '--port', String(port), '--host', '127.0.0.1'], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+      env: { PATH: process.env.PATH, ...env },
+    });
+    let output = '';
+    child.stdout!.on('data', (d) => (output += d));
+    child.stderr!.on('data', (d) => (output += d));
+    await pollUntil(() => (output.includes('mkv listening') ? true : child.exitCode !== null ? fail(output) : undefined), {
+      timeoutMs: 15_000,
+      what: 'mkv serve to listen',
+    });
+    return new ServerProcess(child, `http://127.0.0.1:${port}`);
+  }
+
+  /** Resident set size now, and its peak so far, in bytes (from /proc). */
+  memory(): { rss: number; peak: number } {
+    const status = readFileSync(`/proc/${this.child.pid}/status`, 'utf8');
+    const kb = (field: string) => Number(new RegExp(`^${field}:\\s+(\\d+) kB`, 'm').exec(status)![1]) * 1024;
+    return { rss: kb('VmRSS'), peak: kb('VmHWM') };
+  }
+
+  async stop(): Promise<void> {
+    if (this.child.exitCode !== null) return;
+    const exited = new Promise((done) => this.child.once('exit', done));
+    this.child.kill('SIGTERM');
+    await exited;
+  }
+}
+
+function fail(output: string): never {
+  throw new Error(`mkv serve exited before listening:\n${output}`);
+}
