@@ -19,7 +19,11 @@ fi
 
 if [ ! -f node_modules/.package-lock.json ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
   echo "setup: npm ci" >&2
-  npm ci --no-audit --no-fund --loglevel=error
+  # npm 11.16+ can reject a lock whose optional platform packages it omitted
+  # itself (npm/cli#9846); the lock is written with npm 11.13 to avoid that,
+  # and `npm install` (same pinned versions) is the fallback.
+  npm ci --no-audit --no-fund --loglevel=error ||
+    { echo "setup: npm ci refused the lock; falling back to npm install" >&2; npm install --no-audit --no-fund --loglevel=error; }
 fi
 
 npm run --silent build
