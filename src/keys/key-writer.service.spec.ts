@@ -11,7 +11,8 @@ import { KEY_INDEX, KeyIndex } from '../index/key-index';
 import type { KeyRecord } from '../index/key-record';
 import { VOLUME_CLIENT, VolumeClient, VolumeError } from '../volumes/volume-client';
 import { KeyLocks } from './key-locks';
-import { KeyWriter, TEMP_DIR } from './key-writer.service';
+import { KeyWriter } from './key-writer.service';
+import { ReplicaFiles, TEMP_DIR } from './replica-files.service';
 import { KeysService } from './keys.service';
 
 const HELLO_MD5 = '5d41402abc4b2a76b9719d911017c592'; // python3: hashlib.md5(b'hello').hexdigest()
@@ -110,7 +111,7 @@ describe(KeyWriter.name, () => {
     volumes = new InMemoryVolumeClient();
     moduleRef = await Test.createTestingModule({
       imports: [ConfigModule.forRoot(config), IndexModule],
-      providers: [KeyLocks, KeyWriter, KeysService, PlacementService, { provide: VOLUME_CLIENT, useValue: volumes }],
+      providers: [KeyLocks, ReplicaFiles, KeyWriter, KeysService, PlacementService, { provide: VOLUME_CLIENT, useValue: volumes }],
     }).compile();
     moduleRef.useLogger(false); // the failure paths log warnings by design
     writer = moduleRef.get(KeyWriter);

@@ -1,4 +1,4 @@
-import { Inject, Injectable, Logger, OnApplicationBootstrap } from '@nestjs/common';
+import { Inject, Injectable, Logger } from '@nestjs/common';
 import { createHash, randomUUID } from 'node:crypto';
 import { once } from 'node:events';
 import { PassThrough, Readable } from 'node:stream';
@@ -9,9 +9,7 @@ import { KEY_INDEX, KeyIndex } from '../index/key-index';
 import type { KeyRecord, WriteIntent } from '../index/key-record';
 import { VOLUME_CLIENT, VolumeClient, VolumeError } from '../volumes/volume-client';
 import { KeyLocks } from './key-locks';
-
-/** Uploads land here first; the dot-name keeps them out of listings, keys and rebuilds. */
-export const TEMP_DIR = '/.mkv-tmp';
+import { ReplicaFiles } from './replica-files.service';
 
 export interface WriteResult {
   /** False when the PUT replaced a live value. */
@@ -33,10 +31,10 @@ interface Upload {
  *  3. rename (WebDAV MOVE) every upload into place;
  *  4. drop the intent.
  * A failure before 3 deletes the uploads and leaves the old value untouched;
- * a crash after 2 is finished on the next start from the intent.
+ * a crash after 2 is finished from the intent when the server next starts.
  */
 @Injectable()
-export class KeyWriter implements OnApplicationBootstrap {
+export class KeyWriter {
   private readonly logger = new Logger(KeyWriter.name);
 
   constructor(
@@ -45,11 +43,8 @@ export class KeyWriter implements OnApplicationBootstrap {
     private readonly locks: KeyLocks,
     @Inject(KEY_INDEX) private readonly index: KeyIndex,
     @Inject(VOLUME_CLIENT) private readonly volumes: VolumeClient,
+    private readonly files: ReplicaFiles,
   ) {}
-
-  async onApplicationBootstrap(): Promise<void> {
-    await this.recoverPendingWrites();
-  }
 
   async put(key: string, body: Readable, declaredLength: number | undefined): Promise<WriteResult> {
     if (declaredLength === 0) throw emptyValue();
@@ -67,14 +62,14 @@ export class KeyWriter implements OnApplicationBootstrap {
 
     const upload = await this.upload(body, targets, declaredLength);
     if (upload.size === 0) {
-      await this.discard(targets, upload.tempPath);
+      await this.files.discard(targets, upload.tempPath);
       throw emptyValue();
     }
     return this.locks.run(key, () => this.commit(key, targets, upload));
   }
 
   private async upload(body: Readable, targets: string[], length: number | undefined): Promise<Upload> {
-    const tempPath = `${TEMP_DIR}/${randomUUID()}`;
+    const tempPath = this.files.newTempPath();
     const md5 = createHash('md5');
     let size = 0;
     const abort = new AbortController();
@@ -103,7 +98,7 @@ export class KeyWriter implements OnApplicationBootstrap {
     await Promise.allSettled([pump(), ...puts].map((step) => step.catch(fail)));
 
     if (failure !== undefined) {
-      await this.discard(targets, tempPath);
+      await this.files.discard(targets, tempPath);
       if (failure instanceof VolumeError) {
         this.logger.warn(`upload failed: ${failure.message}`);
         throw volumeWriteFailed();
@@ -119,7 +114,7 @@ export class KeyWriter implements OnApplicationBootstrap {
     try {
       previous = await this.index.get(key);
     } catch (error) {
-      await this.discard(targets, upload.tempPath);
+      await this.files.discard(targets, upload.tempPath);
       throw error;
     }
     const now = Date.now();
@@ -138,15 +133,15 @@ export class KeyWriter implements OnApplicationBootstrap {
     try {
       conflict = await this.index.beginWrite(record, intent);
     } catch (error) {
-      await this.discard(targets, upload.tempPath); // nothing renamed yet: the old value is untouched
+      await this.files.discard(targets, upload.tempPath); // nothing renamed yet: the old value is untouched
       throw error;
     }
     if (conflict !== undefined) {
-      await this.discard(targets, upload.tempPath);
+      await this.files.discard(targets, upload.tempPath);
       throw keyConflict(key, conflict);
     }
 
-    const outcomes = await Promise.allSettled(targets.map((volume) => this.moveIntoPlace(key, volume, upload.tempPath)));
+    const outcomes = await Promise.allSettled(targets.map((volume) => this.files.moveIntoPlace(key, volume, upload.tempPath)));
     const moved = targets.filter((_, i) => outcomes[i].status === 'fulfilled');
     const failures = outcomes.flatMap((o) => (o.status === 'rejected' ? [o.reason as unknown] : []));
 
@@ -155,7 +150,7 @@ export class KeyWriter implements OnApplicationBootstrap {
         // The record is already right; only the intent stays, and replaying it is harmless.
         this.logger.warn(`could not clear write intent for ${key}: ${(error as Error).message}`);
       });
-      await this.deleteBlobs(key, (previous?.volumes ?? []).filter((v) => !targets.includes(v)));
+      await this.files.deleteBlobs(key, (previous?.volumes ?? []).filter((v) => !targets.includes(v)));
       return { created: previous?.state !== 'live' };
     }
 
@@ -188,31 +183,14 @@ export class KeyWriter implements OnApplicationBootstrap {
       // If the index cannot be put back, this throws and keeps the uploads:
       // the intent lets the next start finish the write, consistent too.
       await this.index.abortWrite(intent.id, record.key, previous);
-      await this.deleteBlobs(record.key, moved);
-      await this.discard(notMoved, intent.tempPath);
+      await this.files.deleteBlobs(record.key, moved);
+      await this.files.discard(notMoved, intent.tempPath);
       return;
     }
     await this.index.finishWrite(intent.id, { ...record, volumes: moved });
     const stale = [...notMoved, ...previous.volumes.filter((v) => !record.volumes.includes(v))];
-    await this.deleteBlobs(record.key, stale);
-    await this.discard(notMoved, intent.tempPath);
-  }
-
-  /**
-   * Renames one upload to the key's path. A directory still standing there
-   * holds no key (the index was checked in the transaction that recorded this
-   * one, and no key below can be recorded now): it is what a deleted key
-   * `a/b` leaves behind for `a`, so it is removed and the rename tried again.
-   */
-  private async moveIntoPlace(key: string, volume: string, tempPath: string): Promise<void> {
-    const destination = this.placement.blobUrl(key, volume);
-    try {
-      await this.volumes.move(volume + tempPath, destination);
-    } catch (error) {
-      if (!(error instanceof VolumeError) || error.status !== 409) throw error;
-      await this.volumes.delete(`${destination}/`);
-      await this.volumes.move(volume + tempPath, destination);
-    }
+    await this.files.deleteBlobs(record.key, stale);
+    await this.files.discard(notMoved, intent.tempPath);
   }
 
   /**
@@ -225,7 +203,7 @@ export class KeyWriter implements OnApplicationBootstrap {
       const outcomes = await Promise.allSettled(
         intent.volumes.map(async (volume) => {
           try {
-            await this.moveIntoPlace(intent.key, volume, intent.tempPath);
+            await this.files.moveIntoPlace(intent.key, volume, intent.tempPath);
           } catch (error) {
             // The upload is gone: it was renamed before the crash.
             if (!(error instanceof VolumeError) || error.status !== 404) throw error;
@@ -244,22 +222,6 @@ export class KeyWriter implements OnApplicationBootstrap {
       if (record) await this.index.finishWrite(intent.id, record);
       else await this.index.abortWrite(intent.id, intent.key, undefined);
       this.logger.warn(`finished the interrupted write of ${intent.key}`);
-    }
-  }
-
-  /** Best-effort removal of uploads that will never be renamed. */
-  private async discard(volumes: string[], tempPath: string): Promise<void> {
-    await this.deleteEach(volumes.map((volume) => volume + tempPath));
-  }
-
-  private async deleteBlobs(key: string, volumes: string[]): Promise<void> {
-    await this.deleteEach(volumes.map((volume) => this.placement.blobUrl(key, volume)));
-  }
-
-  private async deleteEach(urls: string[]): Promise<void> {
-    const outcomes = await Promise.allSettled(urls.map((url) => this.volumes.delete(url)));
-    for (const outcome of outcomes) {
-      if (outcome.status === 'rejected') this.logger.warn(`delete failed: ${(outcome.reason as Error).message}`);
     }
   }
 }

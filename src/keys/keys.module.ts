@@ -5,11 +5,12 @@ import { VolumesModule } from '../volumes/volumes.module';
 import { KeyLocks } from './key-locks';
 import { KeyWriter } from './key-writer.service';
 import { KeysService } from './keys.service';
+import { ReplicaFiles } from './replica-files.service';
 
 /** The key services; the HTTP controller is added by ServerModule. */
 @Module({
   imports: [IndexModule, HashingModule, VolumesModule],
-  providers: [KeyLocks, KeyWriter, KeysService],
-  exports: [KeyLocks, KeyWriter, KeysService],
+  providers: [KeyLocks, ReplicaFiles, KeyWriter, KeysService],
+  exports: [KeyLocks, ReplicaFiles, KeyWriter, KeysService],
 })
 export class KeysModule {}

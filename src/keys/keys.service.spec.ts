@@ -10,6 +10,7 @@ import type { KeyRecord } from '../index/key-record';
 import { VOLUME_CLIENT, VolumeClient, VolumeError } from '../volumes/volume-client';
 import { KeyLocks } from './key-locks';
 import { KeysService } from './keys.service';
+import { ReplicaFiles } from './replica-files.service';
 
 /** Blobs as a map of URL to bytes. KeysService only ever deletes, so writing here is a test failure. */
 class InMemoryVolumeClient implements VolumeClient {
@@ -53,7 +54,7 @@ describe(KeysService.name, () => {
     volumes = new InMemoryVolumeClient();
     moduleRef = await Test.createTestingModule({
       imports: [ConfigModule.forRoot(config), IndexModule],
-      providers: [KeyLocks, KeysService, PlacementService, { provide: VOLUME_CLIENT, useValue: volumes }],
+      providers: [KeyLocks, ReplicaFiles, KeysService, PlacementService, { provide: VOLUME_CLIENT, useValue: volumes }],
     }).compile();
     moduleRef.useLogger(false); // a blob left behind is logged as a warning by design
     keys = moduleRef.get(KeysService);

@@ -1,12 +1,12 @@
-import { Inject, Injectable, Logger } from '@nestjs/common';
+import { Inject, Injectable } from '@nestjs/common';
 import { MkvConfig } from '../config/mkv-config';
 import { MkvError, MkvErrorCode } from '../common/mkv-error';
 import { encodeKeyPath } from '../hashing/rendezvous';
 import { PlacementService } from '../hashing/placement.service';
 import { KEY_INDEX, KeyIndex } from '../index/key-index';
 import type { KeyRecord, KeyState } from '../index/key-record';
-import { VOLUME_CLIENT, VolumeClient } from '../volumes/volume-client';
 import { KeyLocks } from './key-locks';
+import { ReplicaFiles } from './replica-files.service';
 
 export interface Location {
   url: string;
@@ -23,14 +23,12 @@ export interface ListPage {
 /** Reads, deletes, unlinks and listings: everything about keys but the write path. */
 @Injectable()
 export class KeysService {
-  private readonly logger = new Logger(KeysService.name);
-
   constructor(
     private readonly config: MkvConfig,
     private readonly placement: PlacementService,
     private readonly locks: KeyLocks,
     @Inject(KEY_INDEX) private readonly index: KeyIndex,
-    @Inject(VOLUME_CLIENT) private readonly volumes: VolumeClient,
+    private readonly files: ReplicaFiles,
   ) {}
 
   /** Where a GET should go: the first replica, or the fallback server for an unknown key. */
@@ -66,12 +64,7 @@ export class KeysService {
         throw new MkvError(MkvErrorCode.MustUnlinkFirst, 'key must be unlinked before delete');
       }
       await this.index.delete(key);
-      const outcomes = await Promise.allSettled(
-        record.volumes.map((volume) => this.volumes.delete(this.placement.blobUrl(key, volume))),
-      );
-      for (const outcome of outcomes) {
-        if (outcome.status === 'rejected') this.logger.warn(`blob of deleted key ${key} left behind: ${(outcome.reason as Error).message}`);
-      }
+      await this.files.deleteBlobs(key, record.volumes);
     });
   }
 

@@ -1,0 +1,60 @@
+import { Inject, Injectable, Logger } from '@nestjs/common';
+import { randomUUID } from 'node:crypto';
+import { PlacementService } from '../hashing/placement.service';
+import { VOLUME_CLIENT, VolumeClient, VolumeError } from '../volumes/volume-client';
+
+/** Uploads land here first; the dot-name keeps them out of listings, keys and rebuilds. */
+export const TEMP_DIR = '/.mkv-tmp';
+
+/**
+ * The blob-level steps shared by every writer of replicas (PUT, recovery,
+ * rebalance): a temporary upload name, the rename into the key's path, and
+ * best-effort removal.
+ */
+@Injectable()
+export class ReplicaFiles {
+  private readonly logger = new Logger(ReplicaFiles.name);
+
+  constructor(
+    private readonly placement: PlacementService,
+    @Inject(VOLUME_CLIENT) private readonly volumes: VolumeClient,
+  ) {}
+
+  newTempPath(): string {
+    return `${TEMP_DIR}/${randomUUID()}`;
+  }
+
+  /**
+   * Renames an upload to the key's path. A directory still standing there
+   * holds no key (the caller holds the key's lock and the index, which refuses
+   * `a` next to `a/b`, has the key): it is what a deleted key `a/b` leaves
+   * behind for `a`, so it is removed and the rename tried again.
+   */
+  async moveIntoPlace(key: string, volume: string, tempPath: string): Promise<void> {
+    const destination = this.placement.blobUrl(key, volume);
+    try {
+      await this.volumes.move(volume + tempPath, destination);
+    } catch (error) {
+      if (!(error instanceof VolumeError) || error.status !== 409) throw error;
+      await this.volumes.delete(`${destination}/`);
+      await this.volumes.move(volume + tempPath, destination);
+    }
+  }
+
+  /** Best-effort removal of uploads that will never be renamed. */
+  async discard(volumes: string[], tempPath: string): Promise<void> {
+    await this.deleteEach(volumes.map((volume) => volume + tempPath));
+  }
+
+  /** Best-effort removal of the key's blob on these volumes; a failure is logged and leaves a stray. */
+  async deleteBlobs(key: string, volumes: string[]): Promise<void> {
+    await this.deleteEach(volumes.map((volume) => this.placement.blobUrl(key, volume)));
+  }
+
+  private async deleteEach(urls: string[]): Promise<void> {
+    const outcomes = await Promise.allSettled(urls.map((url) => this.volumes.delete(url)));
+    for (const outcome of outcomes) {
+      if (outcome.status === 'rejected') this.logger.warn(`delete failed: ${(outcome.reason as Error).message}`);
+    }
+  }
+}
