@@ -9,7 +9,8 @@ import { rankVolumes } from '../hashing/rendezvous';
 import { IndexModule } from '../index/index.module';
 import { KEY_INDEX, KeyIndex } from '../index/key-index';
 import type { KeyRecord } from '../index/key-record';
-import { VOLUME_CLIENT, VolumeClient, VolumeError } from '../volumes/volume-client';
+import { InMemoryVolumeClient } from '../volumes/in-memory-volume.client';
+import { VOLUME_CLIENT } from '../volumes/volume-client';
 import { KeyLocks } from './key-locks';
 import { KeyWriter } from './key-writer.service';
 import { ReplicaFiles, TEMP_DIR } from './replica-files.service';
@@ -17,73 +18,6 @@ import { KeysService } from './keys.service';
 
 const HELLO_MD5 = '5d41402abc4b2a76b9719d911017c592'; // python3: hashlib.md5(b'hello').hexdigest()
 const WORLD_MD5 = '7d793037a0760186574b0282f2f435e7'; // md5('world')
-
-/**
- * Volumes as a map of blob URL to bytes, with WebDAV's answers where the write
- * path depends on them: MOVE answers 404 without a source and 409 when a
- * directory stands at the destination; DELETE of `url/` removes a directory.
- */
-class InMemoryVolumeClient implements VolumeClient {
-  readonly blobs = new Map<string, Buffer>();
-  /** Volumes whose PUT fails: after reading the whole body (507), or before reading any of it (unreachable). */
-  readonly failingPuts = new Map<string, 'after-body' | 'before-body'>();
-  /** Volumes whose MOVE fails with this status (undefined: unreachable). */
-  readonly failingMoves = new Map<string, number | undefined>();
-  readonly requests: string[] = [];
-
-  async put(url: string, body: Readable): Promise<void> {
-    this.requests.push(`PUT ${url}`);
-    const failure = this.failingPuts.get(volumeOf(url));
-    if (failure === 'before-body') throw VolumeError.unreachable('PUT', url, new Error('connection refused'));
-    const chunks: Buffer[] = [];
-    for await (const chunk of body) chunks.push(Buffer.from(chunk as Buffer));
-    if (failure === 'after-body') throw VolumeError.status('PUT', url, 507);
-    this.blobs.set(url, Buffer.concat(chunks));
-  }
-
-  async move(fromUrl: string, toUrl: string): Promise<void> {
-    this.requests.push(`MOVE ${fromUrl} ${toUrl}`);
-    const volume = volumeOf(fromUrl);
-    if (this.failingMoves.has(volume)) {
-      const status = this.failingMoves.get(volume);
-      throw status === undefined
-        ? VolumeError.unreachable('MOVE', fromUrl, new Error('connection refused'))
-        : VolumeError.status('MOVE', fromUrl, status);
-    }
-    const blob = this.blobs.get(fromUrl);
-    if (blob === undefined) throw VolumeError.status('MOVE', fromUrl, 404);
-    if (this.urlsUnder(`${toUrl}/`).length > 0) throw VolumeError.status('MOVE', fromUrl, 409);
-    this.blobs.delete(fromUrl);
-    this.blobs.set(toUrl, blob);
-  }
-
-  async delete(url: string): Promise<boolean> {
-    this.requests.push(`DELETE ${url}`);
-    if (url.endsWith('/')) {
-      const under = this.urlsUnder(url);
-      for (const blobUrl of under) this.blobs.delete(blobUrl);
-      return under.length > 0;
-    }
-    return this.blobs.delete(url);
-  }
-
-  /** The store as plain text, for whole-store assertions. */
-  contents(): Record<string, string> {
-    return Object.fromEntries([...this.blobs].map(([url, bytes]) => [url, bytes.toString()]));
-  }
-
-  tempUrls(): string[] {
-    return [...this.blobs.keys()].filter((url) => url.includes(`${TEMP_DIR}/`));
-  }
-
-  private urlsUnder(directory: string): string[] {
-    return [...this.blobs.keys()].filter((url) => url.startsWith(directory));
-  }
-}
-
-function volumeOf(url: string): string {
-  return new URL(url).origin;
-}
 
 function body(...chunks: string[]): Readable {
   return Readable.from(chunks.map((chunk) => Buffer.from(chunk)));

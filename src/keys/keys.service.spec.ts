@@ -1,5 +1,4 @@
 import { Test, TestingModule } from '@nestjs/testing';
-import type { Readable } from 'node:stream';
 import { MkvError, MkvErrorCode } from '../common/mkv-error';
 import { ConfigModule } from '../config/config.module';
 import { ConfigInput, loadConfig } from '../config/load-config';
@@ -7,30 +6,11 @@ import { PlacementService } from '../hashing/placement.service';
 import { IndexModule } from '../index/index.module';
 import { KEY_INDEX, KeyIndex } from '../index/key-index';
 import type { KeyRecord } from '../index/key-record';
-import { VOLUME_CLIENT, VolumeClient, VolumeError } from '../volumes/volume-client';
+import { InMemoryVolumeClient } from '../volumes/in-memory-volume.client';
+import { VOLUME_CLIENT } from '../volumes/volume-client';
 import { KeyLocks } from './key-locks';
 import { KeysService } from './keys.service';
 import { ReplicaFiles } from './replica-files.service';
-
-/** Blobs as a map of URL to bytes. KeysService only ever deletes, so writing here is a test failure. */
-class InMemoryVolumeClient implements VolumeClient {
-  readonly blobs = new Map<string, Buffer>();
-  /** Volumes whose DELETE fails as unreachable. */
-  readonly unreachable = new Set<string>();
-
-  async put(url: string, _body: Readable): Promise<void> {
-    throw new Error(`KeysService must not PUT ${url}`);
-  }
-
-  async move(fromUrl: string): Promise<void> {
-    throw new Error(`KeysService must not MOVE ${fromUrl}`);
-  }
-
-  async delete(url: string): Promise<boolean> {
-    if (this.unreachable.has(new URL(url).origin)) throw VolumeError.unreachable('DELETE', url, new Error('connection refused'));
-    return this.blobs.delete(url);
-  }
-}
 
 async function rejection(promise: Promise<unknown>): Promise<MkvError> {
   try {
@@ -66,6 +46,8 @@ describe(KeysService.name, () => {
   beforeEach(() => start());
 
   afterEach(async () => {
+    // KeysService reads and deletes; it never writes a blob.
+    expect(volumes.requests.filter((request) => /^(PUT|MOVE) /.test(request))).toEqual([]);
     await moduleRef.close();
   });
 

@@ -1,7 +1,8 @@
 import { Injectable, OnModuleDestroy } from '@nestjs/common';
+import { createInterface } from 'node:readline';
 import type { Readable } from 'node:stream';
 import { Agent, request } from 'undici';
-import { VolumeClient, VolumeError } from './volume-client';
+import { VolumeClient, VolumeEntry, VolumeError } from './volume-client';
 
 /**
  * The nginx WebDAV volume client: undici over one keep-alive agent. A 512 MiB
@@ -34,6 +35,44 @@ export class HttpVolumeClient implements VolumeClient, OnModuleDestroy {
 
   async delete(url: string): Promise<boolean> {
     return (await this.send('DELETE', url, {}, [204, 404])) !== 404;
+  }
+
+  async get(url: string, options: { signal?: AbortSignal } = {}): Promise<{ body: Readable; size: number | undefined }> {
+    let response;
+    try {
+      response = await request(url, { method: 'GET', dispatcher: this.agent, signal: options.signal });
+    } catch (cause) {
+      throw VolumeError.unreachable('GET', url, cause);
+    }
+    if (response.statusCode !== 200) {
+      await response.body.dump().catch(() => undefined);
+      throw VolumeError.status('GET', url, response.statusCode);
+    }
+    const length = response.headers['content-length'];
+    return { body: response.body, size: length === undefined ? undefined : Number(length) };
+  }
+
+  /**
+   * nginx's JSON autoindex puts one entry on each line, so a directory of
+   * millions of files is parsed a line at a time instead of held whole.
+   */
+  async *list(url: string): AsyncIterable<VolumeEntry> {
+    const { body } = await this.get(url);
+    const lines = createInterface({ input: body, crlfDelay: Infinity });
+    try {
+      for await (const line of lines) {
+        const trimmed = line.trim().replace(/,$/, '');
+        if (!trimmed.startsWith('{')) continue;
+        const entry = JSON.parse(trimmed) as { name: string; type: string; mtime: string; size?: number };
+        if (entry.type !== 'file' && entry.type !== 'directory') continue; // symlinks and the like are not blobs
+        yield { name: entry.name, type: entry.type, size: entry.size, mtime: Date.parse(entry.mtime) };
+      }
+    } catch (cause) {
+      throw cause instanceof VolumeError ? cause : VolumeError.unreachable('GET', url, cause);
+    } finally {
+      lines.close();
+      body.destroy();
+    }
   }
 
   async onModuleDestroy(): Promise<void> {

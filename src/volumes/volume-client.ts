@@ -14,6 +14,19 @@ export interface VolumeClient {
   move(fromUrl: string, toUrl: string): Promise<void>;
   /** Removes a blob; resolves false when there was none. */
   delete(url: string): Promise<boolean>;
+  /** Streams a blob; 404 when there is none. The caller must consume or destroy the body. */
+  get(url: string, options?: { signal?: AbortSignal }): Promise<{ body: Readable; size: number | undefined }>;
+  /** The entries of one directory (`url` ends with '/'), streamed; dot-names are never listed. */
+  list(url: string): AsyncIterable<VolumeEntry>;
+}
+
+export interface VolumeEntry {
+  name: string;
+  type: 'file' | 'directory';
+  /** Bytes, for files. */
+  size?: number;
+  /** Milliseconds since the epoch. */
+  mtime: number;
 }
 
 /** A volume request that failed: `status` is the volume's answer, absent when it could not be reached. */
