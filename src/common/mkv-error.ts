@@ -5,6 +5,7 @@ export enum MkvErrorCode {
   MustUnlinkFirst = 'must-unlink-first',
   KeyConflict = 'key-conflict',
   KeyBusy = 'key-busy',
+  JobConflict = 'job-conflict',
   EmptyValue = 'empty-value',
   NotEnoughVolumes = 'not-enough-volumes',
   VolumeWriteFailed = 'volume-write-failed',

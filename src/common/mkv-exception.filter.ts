@@ -8,6 +8,7 @@ const STATUS_BY_CODE: Record<MkvErrorCode, number> = {
   [MkvErrorCode.MustUnlinkFirst]: HttpStatus.FORBIDDEN,
   [MkvErrorCode.KeyConflict]: HttpStatus.CONFLICT,
   [MkvErrorCode.KeyBusy]: HttpStatus.CONFLICT,
+  [MkvErrorCode.JobConflict]: HttpStatus.CONFLICT,
   [MkvErrorCode.EmptyValue]: HttpStatus.LENGTH_REQUIRED,
   [MkvErrorCode.NotEnoughVolumes]: HttpStatus.SERVICE_UNAVAILABLE,
   [MkvErrorCode.VolumeWriteFailed]: HttpStatus.BAD_GATEWAY,

@@ -5,7 +5,10 @@ import { dirname } from 'node:path';
 import { MkvConfig } from '../config/mkv-config';
 import { KEY_INDEX } from './key-index';
 import { KeyEntity } from './key.entity';
+import { JobEntity } from '../jobs/job.entity';
+import { JobPlanEntity } from '../jobs/job-plan.entity';
 import { InitialSchema1763700000000 } from './migrations/1763700000000-initial-schema';
+import { Jobs1763800000000 } from './migrations/1763800000000-jobs';
 import { SqliteKeyIndex } from './sqlite-key-index.repository';
 import { WriteIntentEntity } from './write-intent.entity';
 
@@ -18,8 +21,8 @@ import { WriteIntentEntity } from './write-intent.entity';
         return {
           type: 'better-sqlite3' as const,
           database: config.db,
-          entities: [KeyEntity, WriteIntentEntity],
-          migrations: [InitialSchema1763700000000],
+          entities: [KeyEntity, WriteIntentEntity, JobEntity, JobPlanEntity],
+          migrations: [InitialSchema1763700000000, Jobs1763800000000],
           migrationsRun: true,
           synchronize: false,
           enableWAL: true,

@@ -1,4 +1,4 @@
-import type { KeyRecord, KeyState, ListOptions, WriteIntent } from './key-record';
+import type { FoundBlob, KeyRecord, KeyState, ListOptions, WriteIntent } from './key-record';
 
 export const KEY_INDEX = Symbol('KEY_INDEX');
 
@@ -24,4 +24,28 @@ export interface KeyIndex {
   delete(key: string): Promise<void>;
   /** Keys in ascending byte order; one more than `limit` tells the caller there is a next page. */
   list(options: ListOptions): Promise<string[]>;
+
+  /** Up to `limit` records of any state after `after`, in key order: how jobs page through the index. */
+  scan(after: string | undefined, limit: number): Promise<KeyRecord[]>;
+  count(): Promise<number>;
+  /** Changes where a key's replicas are, not its value (Last-Modified stays). */
+  setVolumes(key: string, volumes: string[]): Promise<void>;
+
+  /**
+   * A rebuild fills a staging index while this one keeps serving, then swaps
+   * it in. Changes made to the serving index after the rebuild started (writes,
+   * unlinks, deletes; `startedAt` at the swap) win over what it found.
+   */
+  beginRebuild(): Promise<void>;
+  /** Adds blobs found on the volumes; replicas of one key with another size keep the newest. */
+  stageFound(blobs: FoundBlob[]): Promise<void>;
+  scanStaged(after: string | undefined, limit: number): Promise<KeyRecord[]>;
+  setStagedVolumes(updates: { key: string; volumes: string[] }[]): Promise<void>;
+  /**
+   * Replaces the serving index with the staged one, carrying over from the
+   * old index each key's state, created time and MD5 (where the size agrees).
+   * Returns how many keys the new index holds.
+   */
+  swapRebuild(startedAt: number): Promise<number>;
+  abandonRebuild(): Promise<void>;
 }

@@ -35,3 +35,12 @@ export interface ListOptions {
   limit: number;
   state: KeyState;
 }
+
+/** One blob a rebuild found on one volume. */
+export interface FoundBlob {
+  key: string;
+  volume: string;
+  size: number;
+  /** Milliseconds since the epoch. */
+  mtime: number;
+}

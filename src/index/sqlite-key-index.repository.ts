@@ -4,7 +4,7 @@ import type { Database, Statement } from 'better-sqlite3';
 import { DataSource } from 'typeorm';
 import { MkvError, MkvErrorCode } from '../common/mkv-error';
 import type { KeyIndex } from './key-index';
-import type { KeyRecord, KeyState, ListOptions, WriteIntent } from './key-record';
+import type { FoundBlob, KeyRecord, KeyState, ListOptions, WriteIntent } from './key-record';
 import { KeyEntity } from './key.entity';
 
 interface KeyRow {
@@ -43,6 +43,9 @@ export class SqliteKeyIndex implements KeyIndex {
     insertIntent: Statement<[IntentRow]>;
     deleteIntent: Statement<[string]>;
     intents: Statement<[], IntentRow>;
+    scan: Statement<[string, number], KeyRow>;
+    count: Statement<[], { n: number }>;
+    setVolumes: Statement<[string, string]>;
   };
   private readonly beginTx: (record: KeyRecord, intent: WriteIntent) => string | undefined;
   private readonly finishTx: (intentId: string, record: KeyRecord) => void;
@@ -67,6 +70,9 @@ export class SqliteKeyIndex implements KeyIndex {
       ),
       deleteIntent: db.prepare('DELETE FROM write_intents WHERE id = ?'),
       intents: db.prepare('SELECT * FROM write_intents ORDER BY created_at'),
+      scan: db.prepare('SELECT * FROM keys WHERE key > ? ORDER BY key LIMIT ?'),
+      count: db.prepare('SELECT COUNT(*) AS n FROM keys'),
+      setVolumes: db.prepare('UPDATE keys SET volumes = ? WHERE key = ?'),
     };
     this.beginTx = db.transaction((record: KeyRecord, intent: WriteIntent) => {
       // Checked in the same transaction as the insert, so two conflicting keys
@@ -166,6 +172,92 @@ export class SqliteKeyIndex implements KeyIndex {
     } catch (error) {
       throw databaseError(error);
     }
+  }
+
+  async scan(after: string | undefined, limit: number): Promise<KeyRecord[]> {
+    return this.guard(() => this.statements.scan.all(after ?? '', limit).map(fromRow));
+  }
+
+  async count(): Promise<number> {
+    return this.guard(() => this.statements.count.get()!.n);
+  }
+
+  async setVolumes(key: string, volumes: string[]): Promise<void> {
+    this.guard(() => this.statements.setVolumes.run(volumes.join(','), key));
+  }
+
+  async beginRebuild(): Promise<void> {
+    this.guard(() => {
+      this.dropRebuild();
+      // The staging table is the serving table's own DDL under another name,
+      // so the two can never drift apart.
+      const { sql } = this.db.prepare("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'keys'").get() as { sql: string };
+      this.db.exec(sql.replace(/^CREATE TABLE "keys"/, 'CREATE TABLE "keys_rebuild"'));
+      // Deletes leave no row to compare times with, so the swap learns of them here.
+      this.db.exec(`CREATE TABLE "rebuild_deleted" ("key" TEXT NOT NULL PRIMARY KEY) WITHOUT ROWID`);
+      this.db.exec(`CREATE TRIGGER "rebuild_track_deletes" AFTER DELETE ON "keys"
+                    BEGIN INSERT OR IGNORE INTO "rebuild_deleted" ("key") VALUES (OLD."key"); END`);
+    });
+  }
+
+  async stageFound(blobs: FoundBlob[]): Promise<void> {
+    this.guard(() => {
+      // In an UPDATE, every expression sees the row as it was before it.
+      const stage = this.db.prepare(`
+        INSERT INTO keys_rebuild (key, volumes, size, md5, state, created_at, updated_at)
+        VALUES (@key, @volume, @size, '', 'live', @mtime, @mtime)
+        ON CONFLICT (key) DO UPDATE SET
+          volumes = CASE WHEN excluded.size = size THEN volumes || ',' || excluded.volumes
+                         WHEN excluded.updated_at > updated_at THEN excluded.volumes ELSE volumes END,
+          size = CASE WHEN excluded.size <> size AND excluded.updated_at > updated_at THEN excluded.size ELSE size END,
+          created_at = min(created_at, excluded.created_at),
+          updated_at = max(updated_at, excluded.updated_at)`);
+      this.db.transaction(() => {
+        for (const blob of blobs) stage.run(blob);
+      })();
+    });
+  }
+
+  async scanStaged(after: string | undefined, limit: number): Promise<KeyRecord[]> {
+    return this.guard(() =>
+      (this.db.prepare('SELECT * FROM keys_rebuild WHERE key > ? ORDER BY key LIMIT ?').all(after ?? '', limit) as KeyRow[]).map(fromRow),
+    );
+  }
+
+  async setStagedVolumes(updates: { key: string; volumes: string[] }[]): Promise<void> {
+    this.guard(() => {
+      const update = this.db.prepare('UPDATE keys_rebuild SET volumes = ? WHERE key = ?');
+      this.db.transaction(() => {
+        for (const { key, volumes } of updates) update.run(volumes.join(','), key);
+      })();
+    });
+  }
+
+  async swapRebuild(startedAt: number): Promise<number> {
+    return this.guard(() =>
+      this.db.transaction(() => {
+        this.db.prepare('DELETE FROM keys_rebuild WHERE key IN (SELECT key FROM rebuild_deleted)').run();
+        this.db.prepare('INSERT OR REPLACE INTO keys_rebuild SELECT * FROM keys WHERE updated_at >= ?').run(startedAt);
+        this.db
+          .prepare(
+            `UPDATE keys_rebuild SET state = old.state, created_at = old.created_at,
+               md5 = CASE WHEN old.size = keys_rebuild.size THEN old.md5 ELSE keys_rebuild.md5 END
+             FROM keys AS old WHERE old.key = keys_rebuild.key AND old.updated_at < ?`,
+          )
+          .run(startedAt);
+        this.db.exec('DROP TRIGGER rebuild_track_deletes; DROP TABLE rebuild_deleted; DROP TABLE keys');
+        this.db.exec('ALTER TABLE keys_rebuild RENAME TO keys');
+        return this.statements.count.get()!.n;
+      })(),
+    );
+  }
+
+  async abandonRebuild(): Promise<void> {
+    this.guard(() => this.dropRebuild());
+  }
+
+  private dropRebuild(): void {
+    this.db.exec('DROP TRIGGER IF EXISTS rebuild_track_deletes; DROP TABLE IF EXISTS rebuild_deleted; DROP TABLE IF EXISTS keys_rebuild');
   }
 
   private guard<T>(work: () => T): T {
