@@ -2,6 +2,7 @@
 import 'reflect-metadata';
 import { Command, CommanderError, Option } from 'commander';
 import { CONFIG_DEFAULTS, ConfigError, ConfigInput, loadConfig } from './config/load-config';
+import { DEFAULT_REBALANCE_CONCURRENCY } from './rebalance/rebalance.service';
 
 /** Bad usage exits 2 (as a shell builtin would), failures at run time exit 1. */
 const EXIT_USAGE = 2;
@@ -35,7 +36,34 @@ function buildProgram(): Command {
         `mkv listening on http://${config.host}:${port} (index ${config.db}, ${config.volumes.length} volumes, ${config.replicas} replicas)`,
       );
     });
+  program
+    .command('rebuild')
+    .description('rebuild the index from what the volumes hold (the serving index is swapped at the end)')
+    .action(async (_options: object, command: Command) => {
+      const config = loadConfig(command.parent!.opts<ConfigInput>(), process.env);
+      const { runJob } = await import('./cli/run-job');
+      process.exitCode = await runJob(config, 'rebuild');
+    });
+
+  program
+    .command('rebalance')
+    .description('move every key to the volumes its placement names under the current volume list')
+    .option('--dry-run', 'report the plan without touching a volume or the index')
+    .option('--concurrency <n>', `keys moved at once (default: ${DEFAULT_REBALANCE_CONCURRENCY})`)
+    .action(async (options: { dryRun?: boolean; concurrency?: string }, command: Command) => {
+      const config = loadConfig(command.parent!.opts<ConfigInput>(), process.env);
+      const concurrency = parseConcurrency(options.concurrency);
+      const { runJob } = await import('./cli/run-job');
+      process.exitCode = await runJob(config, 'rebalance', { dryRun: options.dryRun, concurrency });
+    });
   return program;
+}
+
+function parseConcurrency(value: string | undefined): number | undefined {
+  if (value === undefined) return undefined;
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < 1 || n > 64) throw new ConfigError(`invalid --concurrency: '${value}' is not a whole number from 1 to 64`);
+  return n;
 }
 
 async function main(argv: string[]): Promise<void> {

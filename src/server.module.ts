@@ -1,29 +1,36 @@
 import { DynamicModule, Module, OnApplicationBootstrap } from '@nestjs/common';
 import { APP_FILTER } from '@nestjs/core';
+import { AdminController } from './admin/admin.controller';
 import { MkvExceptionFilter } from './common/mkv-exception.filter';
 import { MkvConfig } from './config/mkv-config';
 import { CoreModule } from './core.module';
+import { JobsService } from './jobs/jobs.service';
 import { KeyWriter } from './keys/key-writer.service';
 import { KeysController } from './keys/keys.controller';
 
 /** The HTTP server: the core plus controllers and the one exception filter. */
 @Module({})
 export class ServerModule implements OnApplicationBootstrap {
-  constructor(private readonly writer: KeyWriter) {}
+  constructor(
+    private readonly writer: KeyWriter,
+    private readonly jobs: JobsService,
+  ) {}
 
   /**
-   * Only the server finishes interrupted writes, before it listens: a CLI job
-   * run beside a live server must not rename uploads the server is handling.
+   * Only the server cleans up after a previous process, before it listens: a
+   * CLI job run beside a live server must not rename uploads the server is
+   * handling, nor call its running jobs interrupted.
    */
   async onApplicationBootstrap(): Promise<void> {
     await this.writer.recoverPendingWrites();
+    await this.jobs.markInterrupted();
   }
 
   static forRoot(config: MkvConfig): DynamicModule {
     return {
       module: ServerModule,
       imports: [CoreModule.forRoot(config)],
-      controllers: [KeysController],
+      controllers: [AdminController, KeysController],
       providers: [{ provide: APP_FILTER, useClass: MkvExceptionFilter }],
     };
   }

@@ -1,6 +1,6 @@
 import { Injectable } from '@nestjs/common';
 import { MkvConfig } from '../config/mkv-config';
-import { blobUrl, placeKey } from './rendezvous';
+import { blobUrl, placeKey, rankVolumes } from './rendezvous';
 
 /**
  * Placement as an injectable so a team can provide its own (another hash, zone
@@ -16,6 +16,11 @@ export class PlacementService {
 
   get replicas(): number {
     return this.config.replicas;
+  }
+
+  /** Every volume in this key's placement order (the first R are its replicas). */
+  rank(key: string): string[] {
+    return rankVolumes(key, this.config.volumes);
   }
 
   /** The volumes that should hold this key, first replica first. */

@@ -19,6 +19,11 @@ export function parseKey(rawPath: string): string {
   } catch {
     throw invalidKey('bad percent-encoding');
   }
+  return validateKey(key);
+}
+
+/** The rules of parseKey for a key already decoded (say, a path found on a volume). */
+export function validateKey(key: string): string {
   if (key.length === 0) throw invalidKey('empty');
   if (Buffer.byteLength(key, 'utf8') > MAX_KEY_BYTES) throw invalidKey(`longer than ${MAX_KEY_BYTES} bytes`);
   // eslint-disable-next-line no-control-regex

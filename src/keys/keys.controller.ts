@@ -1,13 +1,14 @@
 import { Controller, Delete, Get, Head, Put, Query, Req, Res } from '@nestjs/common';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { MkvError, MkvErrorCode } from '../common/mkv-error';
+import { parseQuery } from '../common/parse-query';
 import { isUnlinkRequest } from '../http';
 import type { KeyRecord } from '../index/key-record';
 import { KeyWriter } from './key-writer.service';
 import { RawPath } from './key-path.decorator';
 import { parseKey } from './key-path';
 import { KeysService } from './keys.service';
-import { DEFAULT_LIST_LIMIT, parseListQuery } from './list-query.dto';
+import { DEFAULT_LIST_LIMIT, ListQueryDto } from './list-query.dto';
 
 type Query = Record<string, unknown>;
 
@@ -22,7 +23,7 @@ export class KeysController {
   /** `GET /?prefix=p&limit=n&start=k`: keys without a leading '/'. */
   @Get()
   async listRoot(@Query() query: Query) {
-    const { prefix, start, limit, unlinked } = parseListQuery(query);
+    const { prefix, start, limit, unlinked } = parseQuery(ListQueryDto, query);
     return this.keys.list({ prefix: prefix ?? '', start, limit: limit ?? DEFAULT_LIST_LIMIT, state: unlinked === undefined ? 'live' : 'unlinked' });
   }
 
@@ -57,7 +58,7 @@ export class KeysController {
 
   /** minikeyvalue's `GET /{prefix}?list` and `?unlinked`: keys with a leading '/'. */
   private async listUnder(path: string, query: Query) {
-    const { start, limit, unlinked } = parseListQuery(query);
+    const { start, limit, unlinked } = parseQuery(ListQueryDto, query);
     let prefix: string;
     try {
       prefix = decodeURIComponent(path);

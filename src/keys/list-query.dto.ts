@@ -1,6 +1,5 @@
-import { plainToInstance, Type } from 'class-transformer';
-import { IsInt, IsOptional, IsString, Max, Min, validateSync } from 'class-validator';
-import { MkvError, MkvErrorCode } from '../common/mkv-error';
+import { Type } from 'class-transformer';
+import { IsInt, IsOptional, IsString, Max, Min } from 'class-validator';
 
 export const DEFAULT_LIST_LIMIT = 1000;
 export const MAX_LIST_LIMIT = 10000;
@@ -34,13 +33,3 @@ export class ListQueryDto {
   unlinked?: string;
 }
 
-/** Validates a raw query into ListQueryDto, or throws 400 with the first reason. */
-export function parseListQuery(query: Record<string, unknown>): ListQueryDto {
-  const dto = plainToInstance(ListQueryDto, query);
-  const [first] = validateSync(dto, { stopAtFirstError: true });
-  if (first) {
-    const reason = Object.values(first.constraints ?? {})[0] ?? `${first.property} is invalid`;
-    throw new MkvError(MkvErrorCode.InvalidRequest, reason);
-  }
-  return dto;
-}

@@ -1,0 +1,64 @@
+import { Controller, Delete, Get, Header, Param, Post, Query, Res } from '@nestjs/common';
+import type { FastifyReply } from 'fastify';
+import { Readable } from 'node:stream';
+import { parseQuery } from '../common/parse-query';
+import type { JobView } from '../jobs/job';
+import { JobsService } from '../jobs/jobs.service';
+import { RebalanceService } from '../rebalance/rebalance.service';
+import { RebuildService } from '../rebuild/rebuild.service';
+import { RebalanceQueryDto, RebuildQueryDto } from './admin-query.dto';
+
+/** Long-running operations: start one (202 + Location), watch it, cancel it. */
+@Controller('_admin')
+export class AdminController {
+  constructor(
+    private readonly jobs: JobsService,
+    private readonly rebuild: RebuildService,
+    private readonly rebalance: RebalanceService,
+  ) {}
+
+  @Post('rebuild')
+  async startRebuild(@Query() query: Record<string, unknown>, @Res({ passthrough: true }) reply: FastifyReply) {
+    parseQuery(RebuildQueryDto, query, { strict: true });
+    return accepted(reply, await this.jobs.start('rebuild', false, (run) => this.rebuild.run(run)));
+  }
+
+  @Post('rebalance')
+  async startRebalance(@Query() query: Record<string, unknown>, @Res({ passthrough: true }) reply: FastifyReply) {
+    const { dryRun = false, concurrency } = parseQuery(RebalanceQueryDto, query, { strict: true });
+    return accepted(reply, await this.jobs.start('rebalance', dryRun, (run) => this.rebalance.run(run, { concurrency })));
+  }
+
+  @Get('jobs')
+  async listJobs() {
+    return { jobs: await this.jobs.list() };
+  }
+
+  @Get('jobs/:id')
+  async getJob(@Param('id') id: string) {
+    return this.jobs.get(id);
+  }
+
+  /** Cancels cooperatively: the job stops between keys, nothing half-moved. */
+  @Delete('jobs/:id')
+  async cancelJob(@Param('id') id: string) {
+    return this.jobs.cancel(id);
+  }
+
+  /** Every move a dry-run rebalance planned, one JSON object per line. */
+  @Get('jobs/:id/plan')
+  @Header('content-type', 'application/x-ndjson')
+  async plan(@Param('id') id: string) {
+    await this.jobs.get(id); // a 404 before the stream starts
+    return Readable.from(ndjson(this.jobs.plan(id)));
+  }
+}
+
+function accepted(reply: FastifyReply, job: JobView): JobView {
+  reply.status(202).header('location', `/_admin/jobs/${job.id}`);
+  return job;
+}
+
+async function* ndjson(items: AsyncIterable<unknown>): AsyncIterable<string> {
+  for await (const item of items) yield `${JSON.stringify(item)}\n`;
+}

@@ -1,0 +1,16 @@
+/**
+ * Runs `work` over `items` with at most `limit` at a time. Once `signal` is
+ * aborted no new item starts; the ones under way finish.
+ */
+export async function forEachConcurrently<T>(
+  items: readonly T[],
+  limit: number,
+  signal: AbortSignal,
+  work: (item: T) => Promise<void>,
+): Promise<void> {
+  let next = 0;
+  const worker = async () => {
+    while (next < items.length && !signal.aborted) await work(items[next++]);
+  };
+  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
+}

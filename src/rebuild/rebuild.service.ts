@@ -1,0 +1,128 @@
+import { Inject, Injectable, Logger } from '@nestjs/common';
+import { MkvConfig } from '../config/mkv-config';
+import { PlacementService } from '../hashing/placement.service';
+import { subvolumeDir, subvolumeOf } from '../hashing/rendezvous';
+import { KEY_INDEX, KeyIndex } from '../index/key-index';
+import type { FoundBlob } from '../index/key-record';
+import type { JobRun } from '../jobs/jobs.service';
+import { validateKey } from '../keys/key-path';
+import { VOLUME_CLIENT, VolumeClient } from '../volumes/volume-client';
+
+const BATCH_SIZE = 500;
+const SUBVOLUME_DIR = /^sv[0-9A-F]{2}$/;
+
+interface Directory {
+  /** URL path on the volume, percent-encoded, ending with '/'. */
+  path: string;
+  /** The key prefix files in it get. */
+  prefix: string;
+}
+
+/**
+ * Rebuilds the index from what the volumes hold: every volume's nginx
+ * listing is walked, a directory at a time, into a staging index while the
+ * serving one keeps answering; replicas are put in placement order; then the
+ * staging index is swapped in. Writes made meanwhile win over what was found,
+ * and what the old index knew (unlinked state, MD5) is carried over.
+ */
+@Injectable()
+export class RebuildService {
+  private readonly logger = new Logger(RebuildService.name);
+
+  constructor(
+    private readonly config: MkvConfig,
+    private readonly placement: PlacementService,
+    @Inject(KEY_INDEX) private readonly index: KeyIndex,
+    @Inject(VOLUME_CLIENT) private readonly volumes: VolumeClient,
+  ) {}
+
+  async run(run: JobRun): Promise<void> {
+    const startedAt = Date.now();
+    await this.index.beginRebuild();
+    try {
+      run.phase('listing volumes', this.config.volumes.length);
+      for (const volume of this.config.volumes) {
+        if (run.signal.aborted) break;
+        await this.walk(volume, run);
+        run.advance();
+      }
+      if (!run.signal.aborted) await this.orderReplicas(run);
+      if (run.signal.aborted) {
+        await this.index.abandonRebuild();
+        return;
+      }
+      run.phase('swapping in the new index', 1);
+      const keys = await this.index.swapRebuild(startedAt);
+      run.count('moved', keys);
+      run.advance();
+    } catch (error) {
+      // The serving index was never touched.
+      await this.index.abandonRebuild().catch(() => undefined);
+      throw error;
+    }
+  }
+
+  /** Depth first, one directory listing streamed at a time. */
+  private async walk(volume: string, run: JobRun): Promise<void> {
+    const pending: Directory[] = [{ path: '/', prefix: '' }];
+    let batch: FoundBlob[] = [];
+    while (pending.length > 0 && !run.signal.aborted) {
+      const dir = pending.pop()!;
+      const atRoot = dir.path === '/';
+      for await (const entry of this.volumes.list(volume + dir.path)) {
+        if (entry.type === 'directory') {
+          // With subvolumes the top level holds only /svXX, which is not part of any key.
+          const isSubvolume = atRoot && this.config.subvolumes > 1 && SUBVOLUME_DIR.test(entry.name);
+          pending.push({
+            path: `${dir.path}${encodeURIComponent(entry.name)}/`,
+            prefix: isSubvolume ? dir.prefix : `${dir.prefix}${entry.name}/`,
+          });
+          continue;
+        }
+        run.count('scanned');
+        const key = `${dir.prefix}${entry.name}`;
+        const problem = this.problemWith(key, volume, dir.path);
+        if (problem) {
+          this.logger.warn(`rebuild skips ${volume}${dir.path}${entry.name}: ${problem}`);
+          run.count('skipped');
+          continue;
+        }
+        batch.push({ key, volume, size: entry.size ?? 0, mtime: entry.mtime });
+        if (batch.length >= BATCH_SIZE) {
+          await this.index.stageFound(batch);
+          batch = [];
+        }
+      }
+    }
+    await this.index.stageFound(batch);
+  }
+
+  /** Why a file found on a volume cannot be a key's blob there, if it cannot. */
+  private problemWith(key: string, volume: string, dirPath: string): string | undefined {
+    try {
+      validateKey(key);
+    } catch (error) {
+      return (error as Error).message;
+    }
+    if (this.config.subvolumes > 1) {
+      const expected = subvolumeDir(subvolumeOf(key, volume, this.config.subvolumes));
+      if (!dirPath.startsWith(`${expected}/`)) return `placement puts it under ${expected}`;
+    }
+    return undefined;
+  }
+
+  private async orderReplicas(run: JobRun): Promise<void> {
+    run.phase('ordering replicas', null);
+    for (let after: string | undefined; !run.signal.aborted; ) {
+      const page = await this.index.scanStaged(after, BATCH_SIZE);
+      if (page.length === 0) return;
+      after = page[page.length - 1].key;
+      const updates = page.flatMap((record) => {
+        const ordered = this.placement.rank(record.key).filter((v) => record.volumes.includes(v));
+        return ordered.join(',') === record.volumes.join(',') ? [] : [{ key: record.key, volumes: ordered }];
+      });
+      await this.index.setStagedVolumes(updates);
+      run.advance(page.length);
+    }
+  }
+}
