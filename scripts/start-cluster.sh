@@ -31,4 +31,4 @@ Try it:
 Ctrl-C stops the server and the volumes.
 USAGE
 
-node dist/main.js -d data/index.db -v "$volumes" -r 2 serve -p "$port" --host 127.0.0.1
+bin/mkv -d data/index.db -v "$volumes" -r 2 serve -p "$port" --host 127.0.0.1

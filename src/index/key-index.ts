@@ -33,19 +33,22 @@ export interface KeyIndex {
 
   /**
    * A rebuild fills a staging index while this one keeps serving, then swaps
-   * it in. Changes made to the serving index after the rebuild started (writes,
-   * unlinks, deletes; `startedAt` at the swap) win over what it found.
+   * it in. Keys the serving index changes after beginRebuild (writes, unlinks,
+   * deletes) and keys mid-write keep their serving rows over what was found.
    */
   beginRebuild(): Promise<void>;
   /** Adds blobs found on the volumes; replicas of one key with another size keep the newest. */
   stageFound(blobs: FoundBlob[]): Promise<void>;
   scanStaged(after: string | undefined, limit: number): Promise<KeyRecord[]>;
   setStagedVolumes(updates: { key: string; volumes: string[] }[]): Promise<void>;
+  /** The staged records among these keys. */
+  getStaged(keys: string[]): Promise<KeyRecord[]>;
+  dropStaged(keys: string[]): Promise<void>;
   /**
    * Replaces the serving index with the staged one, carrying over from the
    * old index each key's state, created time and MD5 (where the size agrees).
    * Returns how many keys the new index holds.
    */
-  swapRebuild(startedAt: number): Promise<number>;
+  swapRebuild(): Promise<number>;
   abandonRebuild(): Promise<void>;
 }

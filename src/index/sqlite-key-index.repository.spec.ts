@@ -1,4 +1,5 @@
 import { Test, TestingModule } from '@nestjs/testing';
+import { DataSource } from 'typeorm';
 import { ConfigModule } from '../config/config.module';
 import { loadConfig } from '../config/load-config';
 import { IndexModule } from './index.module';
@@ -209,5 +210,345 @@ describe(SqliteKeyIndex.name, () => {
     expect(await index.get('a/b')).toBeUndefined();
     expect(await index.get('a/c')).toEqual(record('a/c'));
     await expect(index.delete('a/b')).resolves.toBeUndefined();
+  });
+
+  describe('paging, volume updates and rebuild staging', () => {
+    const V3 = 'http://c:3';
+
+    /** Tables and triggers the database holds besides TypeORM's own. */
+    async function schemaObjects(): Promise<string[]> {
+      const rows: { name: string }[] = await moduleRef
+        .get(DataSource)
+        .query(`SELECT name FROM sqlite_master WHERE type IN ('table', 'trigger') AND name NOT LIKE 'sqlite_%' ORDER BY name`);
+      return rows.map((row) => row.name).filter((name) => !['migrations', 'typeorm_metadata'].includes(name));
+    }
+
+    async function allStaged(): Promise<KeyRecord[]> {
+      return index.scanStaged(undefined, 1000);
+    }
+
+    describe('scan', () => {
+      beforeEach(async () => {
+        for (const key of ['b', 'a\u{1F600}', 'a\uFFFF', 'aé', 'a0', 'a/b', 'a.b', 'B']) await store(record(key));
+        await store(record('gone', { state: 'unlinked', size: 9 }));
+      });
+
+      it('returns records of every state in byte order', async () => {
+        const page = await index.scan(undefined, 100);
+        expect(page.map((r) => r.key)).toEqual(['B', 'a.b', 'a/b', 'a0', 'aé', 'a\uFFFF', 'a\u{1F600}', 'b', 'gone']);
+        expect(page[8]).toEqual(record('gone', { state: 'unlinked', size: 9 }));
+        expect(page[0]).toEqual(record('B'));
+      });
+
+      it('starts after `after`, exclusive, and stops at limit', async () => {
+        expect((await index.scan(undefined, 3)).map((r) => r.key)).toEqual(['B', 'a.b', 'a/b']);
+        expect((await index.scan('a/b', 3)).map((r) => r.key)).toEqual(['a0', 'aé', 'a\uFFFF']);
+        expect((await index.scan('a\uFFFF', 3)).map((r) => r.key)).toEqual(['a\u{1F600}', 'b', 'gone']);
+        expect((await index.scan('a1', 2)).map((r) => r.key)).toEqual(['aé', 'a\uFFFF']);
+        expect(await index.scan('gone', 3)).toEqual([]);
+        expect(await index.scan('zzz', 3)).toEqual([]);
+      });
+
+      it('pages through every key exactly once', async () => {
+        const seen: string[] = [];
+        // Bounded, so a scan that repeats its `after` key fails instead of looping.
+        for (let after: string | undefined, pages = 0; pages < 10; pages++) {
+          const page = await index.scan(after, 2);
+          if (page.length === 0) break;
+          expect(page.length).toBeLessThanOrEqual(2);
+          seen.push(...page.map((r) => r.key));
+          after = page[page.length - 1].key;
+        }
+        expect(seen).toEqual((await index.scan(undefined, 100)).map((r) => r.key));
+        expect(seen).toHaveLength(9);
+      });
+
+      it('counts keys of every state', async () => {
+        expect(await index.count()).toBe(9);
+        await index.delete('b');
+        expect(await index.count()).toBe(8);
+      });
+    });
+
+    it('counts zero keys in an empty index', async () => {
+      expect(await index.count()).toBe(0);
+      expect(await index.scan(undefined, 10)).toEqual([]);
+    });
+
+    describe('setVolumes', () => {
+      it('changes only where the replicas are, not the update time', async () => {
+        await store(record('k', { state: 'unlinked', createdAt: 10, updatedAt: 20 }));
+        await index.setVolumes('k', [V3, V1]);
+        expect(await index.get('k')).toEqual(record('k', { volumes: [V3, V1], state: 'unlinked', createdAt: 10, updatedAt: 20 }));
+      });
+
+      it('accepts an empty list and leaves other keys alone', async () => {
+        await store(record('k'));
+        await store(record('l'));
+        await index.setVolumes('k', []);
+        expect((await index.get('k'))?.volumes).toEqual([]);
+        expect(await index.get('l')).toEqual(record('l'));
+      });
+
+      it('does not create a key it does not hold', async () => {
+        await index.setVolumes('missing', [V1]);
+        expect(await index.get('missing')).toBeUndefined();
+        expect(await index.count()).toBe(0);
+      });
+    });
+
+    describe('staging', () => {
+      beforeEach(() => index.beginRebuild());
+
+      it('starts empty and leaves the serving index alone', async () => {
+        await store(record('k'));
+        await index.stageFound([{ key: 'found', volume: V1, size: 3, mtime: 500 }]);
+        expect(await index.get('found')).toBeUndefined();
+        expect((await index.scan(undefined, 10)).map((r) => r.key)).toEqual(['k']);
+        expect((await allStaged()).map((r) => r.key)).toEqual(['found']);
+      });
+
+      it('stages a found blob as a live key with no MD5, created and updated at its mtime', async () => {
+        await index.stageFound([{ key: 'a/b', volume: V2, size: 7, mtime: 1234 }]);
+        expect(await allStaged()).toEqual([
+          { key: 'a/b', volumes: [V2], size: 7, md5: '', state: 'live', createdAt: 1234, updatedAt: 1234 },
+        ]);
+      });
+
+      it('appends the volumes of replicas with the same size, in the order found', async () => {
+        await index.stageFound([
+          { key: 'k', volume: V2, size: 5, mtime: 300 },
+          { key: 'other', volume: V1, size: 1, mtime: 1 },
+        ]);
+        await index.stageFound([
+          { key: 'k', volume: V3, size: 5, mtime: 100 },
+          { key: 'k', volume: V1, size: 5, mtime: 200 },
+        ]);
+        expect(await allStaged()).toEqual([
+          { key: 'k', volumes: [V2, V3, V1], size: 5, md5: '', state: 'live', createdAt: 100, updatedAt: 300 },
+          { key: 'other', volumes: [V1], size: 1, md5: '', state: 'live', createdAt: 1, updatedAt: 1 },
+        ]);
+      });
+
+      it('keeps the newest replica when replicas disagree on the size', async () => {
+        await index.stageFound([
+          { key: 'newer-last', volume: V1, size: 5, mtime: 100 },
+          { key: 'newer-last', volume: V2, size: 5, mtime: 100 },
+          { key: 'newer-last', volume: V3, size: 8, mtime: 200 },
+          { key: 'newer-first', volume: V1, size: 8, mtime: 200 },
+          { key: 'newer-first', volume: V2, size: 5, mtime: 100 },
+          { key: 'newer-first', volume: V3, size: 8, mtime: 150 },
+        ]);
+        const [newerFirst, newerLast] = await allStaged();
+        expect(newerLast).toMatchObject({ key: 'newer-last', volumes: [V3], size: 8, updatedAt: 200 });
+        expect(newerFirst).toMatchObject({ key: 'newer-first', volumes: [V1, V3], size: 8, updatedAt: 200 });
+      });
+
+      it('accepts an empty batch', async () => {
+        await index.stageFound([]);
+        expect(await allStaged()).toEqual([]);
+      });
+
+      it('pages the staged keys in byte order with scanStaged', async () => {
+        const keys = ['b', 'a\u{1F600}', 'a\uFFFF', 'a/b', 'a0'];
+        await index.stageFound(keys.map((key) => ({ key, volume: V1, size: 1, mtime: 1 })));
+        expect((await index.scanStaged(undefined, 10)).map((r) => r.key)).toEqual(['a/b', 'a0', 'a\uFFFF', 'a\u{1F600}', 'b']);
+        expect((await index.scanStaged(undefined, 2)).map((r) => r.key)).toEqual(['a/b', 'a0']);
+        expect((await index.scanStaged('a0', 2)).map((r) => r.key)).toEqual(['a\uFFFF', 'a\u{1F600}']);
+        expect(await index.scanStaged('b', 2)).toEqual([]);
+      });
+
+      it('reorders staged volumes with setStagedVolumes and nothing else', async () => {
+        await index.stageFound([
+          { key: 'k', volume: V1, size: 5, mtime: 1 },
+          { key: 'k', volume: V2, size: 5, mtime: 1 },
+          { key: 'l', volume: V1, size: 5, mtime: 1 },
+        ]);
+        await store(record('k', { volumes: [V1] }));
+        await index.setStagedVolumes([{ key: 'k', volumes: [V2, V1] }]);
+        await index.setStagedVolumes([]);
+        expect((await allStaged()).map((r) => [r.key, r.volumes])).toEqual([
+          ['k', [V2, V1]],
+          ['l', [V1]],
+        ]);
+        expect((await index.get('k'))?.volumes).toEqual([V1]);
+      });
+
+      it('starts over when a rebuild begins again', async () => {
+        await index.stageFound([{ key: 'left-over', volume: V1, size: 1, mtime: 1 }]);
+        await index.beginRebuild();
+        expect(await allStaged()).toEqual([]);
+      });
+    });
+
+    describe('swapRebuild', () => {
+      const startedAt = 10_000;
+
+      it('replaces the serving rows with the staged ones and returns how many there are', async () => {
+        await store(record('vanished', { updatedAt: 5000 }));
+        await store(record('kept', { volumes: [V1], updatedAt: 5000 }));
+        await index.beginRebuild();
+        await index.stageFound([
+          { key: 'kept', volume: V2, size: 5, mtime: 3000 },
+          { key: 'kept', volume: V1, size: 5, mtime: 3000 },
+          { key: 'found', volume: V3, size: 4, mtime: 4000 },
+        ]);
+
+        expect(await index.swapRebuild()).toBe(2);
+        expect(await index.get('vanished')).toBeUndefined();
+        expect(await index.get('kept')).toMatchObject({ volumes: [V2, V1], size: 5 });
+        expect(await index.get('found')).toEqual({ key: 'found', volumes: [V3], size: 4, md5: '', state: 'live', createdAt: 4000, updatedAt: 4000 });
+        expect(await index.count()).toBe(2);
+        expect(await schemaObjects()).toEqual(['jobs', 'job_plan', 'keys', 'write_intents'].sort());
+      });
+
+      it('carries state and created time from the old rows, and the MD5 only where the size agrees', async () => {
+        await store(record('same-size', { size: 5, md5: 'old-md5', state: 'unlinked', createdAt: 100, updatedAt: 5000 }));
+        await store(record('other-size', { size: 5, md5: 'old-md5', state: 'unlinked', createdAt: 100, updatedAt: 5000 }));
+        await index.beginRebuild();
+        await index.stageFound([
+          { key: 'same-size', volume: V1, size: 5, mtime: 3000 },
+          { key: 'other-size', volume: V1, size: 6, mtime: 3000 },
+        ]);
+        await index.swapRebuild();
+
+        expect(await index.get('same-size')).toEqual({
+          key: 'same-size',
+          volumes: [V1],
+          size: 5,
+          md5: 'old-md5',
+          state: 'unlinked',
+          createdAt: 100,
+          updatedAt: 3000,
+        });
+        expect(await index.get('other-size')).toEqual({
+          key: 'other-size',
+          volumes: [V1],
+          size: 6,
+          md5: '',
+          state: 'unlinked',
+          createdAt: 100,
+          updatedAt: 3000,
+        });
+      });
+
+      it('keeps the rows written since the rebuild started over what it found', async () => {
+        await store(record('before', { md5: 'old', updatedAt: 5000 }));
+        await index.beginRebuild();
+        await index.stageFound([
+          { key: 'rewritten', volume: V1, size: 5, mtime: 3000 },
+          { key: 'before', volume: V1, size: 5, mtime: 3000 },
+          { key: 'unlinked-since', volume: V1, size: 5, mtime: 3000 },
+        ]);
+        const rewritten = record('rewritten', { volumes: [V2, V3], size: 11, md5: 'new', createdAt: 10_500, updatedAt: 10_500 });
+        await store(rewritten);
+        const written = record('written-during', { updatedAt: startedAt });
+        await store(written);
+        await store(record('unlinked-since', { updatedAt: 4000 }));
+        await index.setState('unlinked-since', 'unlinked', 12_000);
+
+        expect(await index.swapRebuild()).toBe(4);
+        expect(await index.get('rewritten')).toEqual(rewritten);
+        expect(await index.get('written-during')).toEqual(written);
+        expect(await index.get('unlinked-since')).toEqual(record('unlinked-since', { state: 'unlinked', updatedAt: 12_000 }));
+        expect(await index.get('before')).toMatchObject({ volumes: [V1], md5: 'old' });
+      });
+
+      it('drops the keys deleted after the rebuild began, even when they were found', async () => {
+        await store(record('deleted', { updatedAt: 5000 }));
+        await store(record('deleted-then-written', { updatedAt: 5000 }));
+        await store(record('stays', { updatedAt: 5000 }));
+        await index.beginRebuild();
+        await index.stageFound(
+          ['deleted', 'deleted-then-written', 'stays'].map((key) => ({ key, volume: V1, size: 5, mtime: 3000 })),
+        );
+        await index.delete('deleted');
+        await index.delete('deleted-then-written');
+        const again = record('deleted-then-written', { md5: 'again', updatedAt: 11_000 });
+        await store(again);
+
+        expect(await index.swapRebuild()).toBe(2);
+        expect(await index.get('deleted')).toBeUndefined();
+        expect(await index.get('deleted-then-written')).toEqual(again);
+        expect(await index.get('stays')).toBeDefined();
+      });
+
+      it('does not count deletes made before the rebuild began', async () => {
+        await store(record('k', { updatedAt: 5000 }));
+        await index.delete('k');
+        await index.beginRebuild();
+        await index.stageFound([{ key: 'k', volume: V1, size: 5, mtime: 3000 }]);
+        expect(await index.swapRebuild()).toBe(1);
+        expect(await index.get('k')).toMatchObject({ volumes: [V1], md5: '' });
+      });
+
+      it('leaves the serving statements and the listing working on the new table', async () => {
+        await store(record('old', { updatedAt: 5000 }));
+        expect(await index.get('old')).toBeDefined(); // prepared before the swap
+        await index.beginRebuild();
+        await index.stageFound([
+          { key: 'a/1', volume: V1, size: 5, mtime: 3000 },
+          { key: 'a/2', volume: V2, size: 5, mtime: 3000 },
+        ]);
+        await index.swapRebuild();
+
+        expect(await index.get('old')).toBeUndefined();
+        expect(await index.get('a/1')).toMatchObject({ volumes: [V1] });
+        expect(await index.list({ prefix: 'a/', limit: 10, state: 'live' })).toEqual(['a/1', 'a/2']);
+        expect(await index.findConflict('a')).toBe('a/1');
+        expect((await index.scan(undefined, 10)).map((r) => r.key)).toEqual(['a/1', 'a/2']);
+        expect(await index.count()).toBe(2);
+
+        await store(record('b'));
+        await index.setState('a/1', 'unlinked', 20_000);
+        await index.setVolumes('a/2', [V3]);
+        await index.delete('b'); // the delete-tracking trigger is gone with its table
+        expect(await index.get('a/1')).toMatchObject({ state: 'unlinked' });
+        expect(await index.get('a/2')).toMatchObject({ volumes: [V3] });
+        expect(await index.get('b')).toBeUndefined();
+        expect(await index.list({ prefix: '', limit: 10, state: 'unlinked' })).toEqual(['a/1']);
+      });
+
+      it('can rebuild again after a swap', async () => {
+        await index.beginRebuild();
+        await index.stageFound([{ key: 'first', volume: V1, size: 5, mtime: 3000 }]);
+        await index.swapRebuild();
+        await index.beginRebuild();
+        await index.stageFound([{ key: 'second', volume: V2, size: 5, mtime: 3000 }]);
+        expect(await index.swapRebuild()).toBe(1);
+        expect((await index.scan(undefined, 10)).map((r) => r.key)).toEqual(['second']);
+      });
+    });
+
+    describe('abandonRebuild', () => {
+      it('drops the staging and leaves the serving index untouched', async () => {
+        await store(record('k'));
+        await index.beginRebuild();
+        await index.stageFound([{ key: 'found', volume: V1, size: 3, mtime: 1 }]);
+        await index.delete('k');
+        await store(record('l'));
+        await index.abandonRebuild();
+
+        expect(await schemaObjects()).toEqual(['jobs', 'job_plan', 'keys', 'write_intents'].sort());
+        expect((await index.scan(undefined, 10)).map((r) => r.key)).toEqual(['l']);
+        expect(await index.get('found')).toBeUndefined();
+        await store(record('m'));
+        await index.delete('m'); // no trigger left behind
+        expect(await index.count()).toBe(1);
+      });
+
+      it('is harmless without a rebuild, and a later rebuild starts from nothing', async () => {
+        await index.abandonRebuild();
+        await index.beginRebuild();
+        await index.stageFound([{ key: 'stale', volume: V1, size: 3, mtime: 1 }]);
+        await index.abandonRebuild();
+
+        await index.beginRebuild();
+        expect(await allStaged()).toEqual([]);
+        await index.stageFound([{ key: 'fresh', volume: V1, size: 3, mtime: 1 }]);
+        expect(await index.swapRebuild()).toBe(1);
+        expect((await index.scan(undefined, 10)).map((r) => r.key)).toEqual(['fresh']);
+      });
+    });
   });
 });

@@ -193,10 +193,17 @@ export class SqliteKeyIndex implements KeyIndex {
       // so the two can never drift apart.
       const { sql } = this.db.prepare("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'keys'").get() as { sql: string };
       this.db.exec(sql.replace(/^CREATE TABLE "keys"/, 'CREATE TABLE "keys_rebuild"'));
-      // Deletes leave no row to compare times with, so the swap learns of them here.
-      this.db.exec(`CREATE TABLE "rebuild_deleted" ("key" TEXT NOT NULL PRIMARY KEY) WITHOUT ROWID`);
-      this.db.exec(`CREATE TRIGGER "rebuild_track_deletes" AFTER DELETE ON "keys"
-                    BEGIN INSERT OR IGNORE INTO "rebuild_deleted" ("key") VALUES (OLD."key"); END`);
+      // Every key the serving index changes from now on (a write, unlink or
+      // delete) is noted, so the swap takes those rows from the serving index
+      // rather than from a walk that may have passed them by.
+      this.db.exec(`CREATE TABLE "rebuild_changed" ("key" TEXT NOT NULL PRIMARY KEY) WITHOUT ROWID`);
+      for (const event of ['INSERT', 'UPDATE', 'DELETE']) {
+        const row = event === 'DELETE' ? 'OLD' : 'NEW';
+        // Not INSERT OR IGNORE: a trigger takes the conflict policy of the statement that fired it.
+        this.db.exec(`CREATE TRIGGER "rebuild_on_${event.toLowerCase()}" AFTER ${event} ON "keys"
+                      BEGIN INSERT INTO "rebuild_changed" ("key") SELECT ${row}."key"
+                        WHERE NOT EXISTS (SELECT 1 FROM "rebuild_changed" WHERE "key" = ${row}."key"); END`);
+      }
     });
   }
 
@@ -233,20 +240,35 @@ export class SqliteKeyIndex implements KeyIndex {
     });
   }
 
-  async swapRebuild(startedAt: number): Promise<number> {
+  async getStaged(keys: string[]): Promise<KeyRecord[]> {
+    if (keys.length === 0) return [];
+    return this.guard(() =>
+      (this.db.prepare(`SELECT * FROM keys_rebuild WHERE key IN (SELECT value FROM json_each(?))`).all(JSON.stringify(keys)) as KeyRow[]).map(fromRow),
+    );
+  }
+
+  async dropStaged(keys: string[]): Promise<void> {
+    if (keys.length === 0) return;
+    this.guard(() => this.db.prepare('DELETE FROM keys_rebuild WHERE key IN (SELECT value FROM json_each(?))').run(JSON.stringify(keys)));
+  }
+
+  async swapRebuild(): Promise<number> {
     return this.guard(() =>
       this.db.transaction(() => {
-        this.db.prepare('DELETE FROM keys_rebuild WHERE key IN (SELECT key FROM rebuild_deleted)').run();
-        this.db.prepare('INSERT OR REPLACE INTO keys_rebuild SELECT * FROM keys WHERE updated_at >= ?').run(startedAt);
+        // Keys changed since the rebuild began, or with a write still renaming
+        // its uploads: the serving index knows better than the walk.
+        const serving = 'SELECT key FROM rebuild_changed UNION SELECT key FROM write_intents';
+        this.db.prepare(`DELETE FROM keys_rebuild WHERE key IN (${serving})`).run();
+        this.db.prepare(`INSERT INTO keys_rebuild SELECT * FROM keys WHERE key IN (${serving})`).run();
         this.db
           .prepare(
             `UPDATE keys_rebuild SET state = old.state, created_at = old.created_at,
                md5 = CASE WHEN old.size = keys_rebuild.size THEN old.md5 ELSE keys_rebuild.md5 END
-             FROM keys AS old WHERE old.key = keys_rebuild.key AND old.updated_at < ?`,
+             FROM keys AS old WHERE old.key = keys_rebuild.key`,
           )
-          .run(startedAt);
-        this.db.exec('DROP TRIGGER rebuild_track_deletes; DROP TABLE rebuild_deleted; DROP TABLE keys');
-        this.db.exec('ALTER TABLE keys_rebuild RENAME TO keys');
+          .run();
+        this.dropRebuildTracking();
+        this.db.exec('DROP TABLE keys; ALTER TABLE keys_rebuild RENAME TO keys');
         return this.statements.count.get()!.n;
       })(),
     );
@@ -257,7 +279,13 @@ export class SqliteKeyIndex implements KeyIndex {
   }
 
   private dropRebuild(): void {
-    this.db.exec('DROP TRIGGER IF EXISTS rebuild_track_deletes; DROP TABLE IF EXISTS rebuild_deleted; DROP TABLE IF EXISTS keys_rebuild');
+    this.dropRebuildTracking();
+    this.db.exec('DROP TABLE IF EXISTS keys_rebuild');
+  }
+
+  private dropRebuildTracking(): void {
+    for (const event of ['insert', 'update', 'delete']) this.db.exec(`DROP TRIGGER IF EXISTS rebuild_on_${event}`);
+    this.db.exec('DROP TABLE IF EXISTS rebuild_changed');
   }
 
   private guard<T>(work: () => T): T {

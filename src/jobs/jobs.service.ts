@@ -66,12 +66,12 @@ export class JobsService implements OnModuleDestroy {
     this.live.set(view.id, job);
     await this.store.save(view);
     job.finished = this.execute(job, runner);
-    return { ...view };
+    return structuredClone(view);
   }
 
   async get(id: string): Promise<JobView> {
     const live = this.live.get(id);
-    if (live) return { ...live.view };
+    if (live) return structuredClone(live.view);
     const stored = await this.store.load(id);
     if (!stored) throw new MkvError(MkvErrorCode.NotFound, `job ${id} not found`);
     return stored;
@@ -80,7 +80,7 @@ export class JobsService implements OnModuleDestroy {
   /** Recent jobs, newest first. */
   async list(limit = 50): Promise<JobView[]> {
     const stored = await this.store.recent(limit);
-    return stored.map((view) => (this.live.has(view.id) ? { ...this.live.get(view.id)!.view } : view));
+    return stored.map((view) => (this.live.has(view.id) ? structuredClone(this.live.get(view.id)!.view) : view));
   }
 
   /** Asks a running job to stop at its next safe point; a finished job is returned as it is. */
@@ -169,7 +169,7 @@ export class JobsService implements OnModuleDestroy {
       view.finishedAt = new Date().toISOString();
       await this.save(view);
     }
-    return { ...view };
+    return structuredClone(view);
   }
 
   private async save(view: JobView): Promise<void> {

@@ -37,7 +37,6 @@ export class RebuildService {
   ) {}
 
   async run(run: JobRun): Promise<void> {
-    const startedAt = Date.now();
     await this.index.beginRebuild();
     try {
       run.phase('listing volumes', this.config.volumes.length);
@@ -52,7 +51,7 @@ export class RebuildService {
         return;
       }
       run.phase('swapping in the new index', 1);
-      const keys = await this.index.swapRebuild(startedAt);
+      const keys = await this.index.swapRebuild();
       run.count('moved', keys);
       run.advance();
     } catch (error) {
@@ -111,18 +110,43 @@ export class RebuildService {
     return undefined;
   }
 
+  /**
+   * Puts each key's replicas in placement order, and settles pairs such as
+   * `a` and `a/b` that cannot both be keys (a stray left by a delete that
+   * failed on one volume): the newer one is kept, the other reported.
+   */
   private async orderReplicas(run: JobRun): Promise<void> {
     run.phase('ordering replicas', null);
     for (let after: string | undefined; !run.signal.aborted; ) {
       const page = await this.index.scanStaged(after, BATCH_SIZE);
       if (page.length === 0) return;
       after = page[page.length - 1].key;
-      const updates = page.flatMap((record) => {
+      const staged = new Map((await this.index.getStaged(page.flatMap((r) => ancestorsOf(r.key)))).map((r) => [r.key, r]));
+      const dropped = new Map<string, string>();
+      const updates: { key: string; volumes: string[] }[] = [];
+      for (const record of page) {
+        if (dropped.has(record.key)) continue;
+        const ancestor = ancestorsOf(record.key).map((key) => staged.get(key)).find((r) => r && !dropped.has(r.key));
+        if (ancestor) {
+          const [kept, lost] = ancestor.updatedAt > record.updatedAt ? [ancestor, record] : [record, ancestor];
+          dropped.set(lost.key, kept.key);
+          if (lost === record) continue;
+        }
         const ordered = this.placement.rank(record.key).filter((v) => record.volumes.includes(v));
-        return ordered.join(',') === record.volumes.join(',') ? [] : [{ key: record.key, volumes: ordered }];
-      });
+        if (ordered.join(',') !== record.volumes.join(',')) updates.push({ key: record.key, volumes: ordered });
+      }
       await this.index.setStagedVolumes(updates);
+      await this.index.dropStaged([...dropped.keys()]);
+      for (const [lost, kept] of dropped) {
+        run.fail(lost, `conflicts with the newer key ${kept}: left out of the index, its blobs left on the volumes`);
+      }
       run.advance(page.length);
     }
   }
+}
+
+/** `a/b/c` -> [`a`, `a/b`]: the keys that would need to be files where this one needs directories. */
+function ancestorsOf(key: string): string[] {
+  const segments = key.split('/');
+  return segments.slice(1).map((_, i) => segments.slice(0, i + 1).join('/'));
 }

@@ -3,17 +3,18 @@ import { existsSync, readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { pollUntil } from './poll-until';
 
-/** The built CLI, as `npm install` puts it on the PATH. */
-export const MKV_BIN = resolve(__dirname, '../../dist/main.js');
+/** The mkv command, as `npm install` puts it on the PATH (it runs the build in dist/). */
+export const MKV_BIN = resolve(__dirname, '../../bin/mkv');
+const BUILT_MAIN = resolve(__dirname, '../../dist/main.js');
 
 function requireBuild(): void {
-  if (!existsSync(MKV_BIN)) throw new Error(`${MKV_BIN} is missing: run 'npm run build' (npm test does it first)`);
+  if (!existsSync(BUILT_MAIN)) throw new Error(`${BUILT_MAIN} is missing: run 'npm run build' (npm test does it first)`);
 }
 
 /** Runs `mkv <args>` to completion. */
 export function runMkv(args: string[], env: NodeJS.ProcessEnv = {}) {
   requireBuild();
-  const result = spawnSync(process.execPath, [MKV_BIN, ...args], {
+  const result = spawnSync(MKV_BIN, args, {
     encoding: 'utf8',
     env: { PATH: process.env.PATH, ...env },
     timeout: 30_000,
@@ -30,7 +31,7 @@ export class ServerProcess {
 
   static async start(args: string[], port: number, env: NodeJS.ProcessEnv = {}): Promise<ServerProcess> {
     requireBuild();
-    const child = spawn(process.execPath, [MKV_BIN, ...args, 'serve', '--port', String(port), '--host', '127.0.0.1'], {
+    const child = spawn(MKV_BIN, [...args, 'serve', '--port', String(port), '--host', '127.0.0.1'], {
       stdio: ['ignore', 'pipe', 'pipe'],
       env: { PATH: process.env.PATH, ...env },
     });
