@@ -2,6 +2,7 @@ import { DynamicModule, Module } from '@nestjs/common';
 import { ConfigModule } from './config/config.module';
 import { MkvConfig } from './config/mkv-config';
 import { HashingModule } from './hashing/hashing.module';
+import { HealthModule } from './health/health.module';
 import { IndexModule } from './index/index.module';
 import { JobsModule } from './jobs/jobs.module';
 import { KeysModule } from './keys/keys.module';
@@ -15,8 +16,8 @@ export class CoreModule {
   static forRoot(config: MkvConfig): DynamicModule {
     return {
       module: CoreModule,
-      imports: [ConfigModule.forRoot(config), IndexModule, HashingModule, VolumesModule, KeysModule, JobsModule, RebuildModule, RebalanceModule],
-      exports: [IndexModule, HashingModule, VolumesModule, KeysModule, JobsModule, RebuildModule, RebalanceModule],
+      imports: [ConfigModule.forRoot(config), IndexModule, HashingModule, VolumesModule, HealthModule, KeysModule, JobsModule, RebuildModule, RebalanceModule],
+      exports: [IndexModule, HashingModule, VolumesModule, HealthModule, KeysModule, JobsModule, RebuildModule, RebalanceModule],
     };
   }
 }

@@ -15,6 +15,7 @@ function buildProgram(): Command {
     .option('--subvolumes <n>', `subdirectories per volume, /sv00../svNN [env MKV_SUBVOLUMES] (default: ${CONFIG_DEFAULTS.subvolumes})`)
     .option('--fallback <url>', 'redirect GETs of unknown keys to this server [env MKV_FALLBACK]')
     .addOption(new Option('--protect', 'refuse DELETE of a live key: UNLINK it first [env MKV_PROTECT]'))
+    .option('--log-level <level>', `fatal, error, warn, info, debug or trace [env MKV_LOG_LEVEL] (default: ${CONFIG_DEFAULTS.logLevel})`)
     .showHelpAfterError('(run mkv --help for usage)')
     .exitOverride();
 
@@ -23,6 +24,8 @@ function buildProgram(): Command {
     .description('serve the key API over HTTP')
     .option('-p, --port <port>', `port to listen on [env MKV_PORT] (default: ${CONFIG_DEFAULTS.port})`)
     .option('--host <address>', `address to bind [env MKV_HOST] (default: ${CONFIG_DEFAULTS.host})`)
+    .option('--health-interval <seconds>', `seconds between probes of each volume [env MKV_HEALTH_INTERVAL] (default: ${CONFIG_DEFAULTS.healthInterval})`)
+    .option('--log-requests', 'log one line per request (costs throughput) [env MKV_LOG_REQUESTS]')
     .action(async (options: ConfigInput, command: Command) => {
       const config = loadConfig({ ...command.parent!.opts<ConfigInput>(), ...options }, process.env);
       // Loaded here, not at the top, so --help and bad options answer without booting Nest.

@@ -1,14 +1,20 @@
 import { DynamicModule, Module, OnApplicationBootstrap } from '@nestjs/common';
 import { APP_FILTER } from '@nestjs/core';
+import { ScheduleModule } from '@nestjs/schedule';
+import { TerminusModule } from '@nestjs/terminus';
 import { AdminController } from './admin/admin.controller';
 import { MkvExceptionFilter } from './common/mkv-exception.filter';
 import { MkvConfig } from './config/mkv-config';
 import { CoreModule } from './core.module';
+import { HealthChecker } from './health/health-checker.service';
+import { HealthController } from './health/health.controller';
+import { MetricsController } from './metrics/metrics.controller';
+import { MetricsModule } from './metrics/metrics.module';
 import { JobsService } from './jobs/jobs.service';
 import { KeyWriter } from './keys/key-writer.service';
 import { KeysController } from './keys/keys.controller';
 
-/** The HTTP server: the core plus controllers and the one exception filter. */
+/** The HTTP server: the core plus controllers, the volume probes, metrics and the one exception filter. */
 @Module({})
 export class ServerModule implements OnApplicationBootstrap {
   constructor(
@@ -29,9 +35,9 @@ export class ServerModule implements OnApplicationBootstrap {
   static forRoot(config: MkvConfig): DynamicModule {
     return {
       module: ServerModule,
-      imports: [CoreModule.forRoot(config)],
-      controllers: [AdminController, KeysController],
-      providers: [{ provide: APP_FILTER, useClass: MkvExceptionFilter }],
+      imports: [CoreModule.forRoot(config), ScheduleModule.forRoot(), TerminusModule, MetricsModule],
+      controllers: [AdminController, HealthController, MetricsController, KeysController],
+      providers: [HealthChecker, { provide: APP_FILTER, useClass: MkvExceptionFilter }],
     };
   }
 }

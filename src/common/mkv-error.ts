@@ -8,6 +8,8 @@ export enum MkvErrorCode {
   JobConflict = 'job-conflict',
   EmptyValue = 'empty-value',
   NotEnoughVolumes = 'not-enough-volumes',
+  VolumeDown = 'volume-down',
+  NoHealthyVolume = 'no-healthy-volume',
   VolumeWriteFailed = 'volume-write-failed',
   DatabaseError = 'database-error',
   CorruptRecord = 'corrupt-record',

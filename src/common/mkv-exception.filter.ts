@@ -11,6 +11,8 @@ const STATUS_BY_CODE: Record<MkvErrorCode, number> = {
   [MkvErrorCode.JobConflict]: HttpStatus.CONFLICT,
   [MkvErrorCode.EmptyValue]: HttpStatus.LENGTH_REQUIRED,
   [MkvErrorCode.NotEnoughVolumes]: HttpStatus.SERVICE_UNAVAILABLE,
+  [MkvErrorCode.VolumeDown]: HttpStatus.SERVICE_UNAVAILABLE,
+  [MkvErrorCode.NoHealthyVolume]: HttpStatus.SERVICE_UNAVAILABLE,
   [MkvErrorCode.VolumeWriteFailed]: HttpStatus.BAD_GATEWAY,
   [MkvErrorCode.DatabaseError]: HttpStatus.INTERNAL_SERVER_ERROR,
   [MkvErrorCode.CorruptRecord]: HttpStatus.INTERNAL_SERVER_ERROR,

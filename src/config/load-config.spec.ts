@@ -23,6 +23,9 @@ describe(loadConfig.name, () => {
       protect: false,
       port: 3000,
       host: '127.0.0.1',
+      healthInterval: 2,
+      logLevel: 'info',
+      logRequests: false,
     });
   });
 
@@ -38,6 +41,9 @@ describe(loadConfig.name, () => {
         MKV_PROTECT: 'true',
         MKV_PORT: '8080',
         MKV_HOST: '0.0.0.0',
+        MKV_HEALTH_INTERVAL: '0.5',
+        MKV_LOG_LEVEL: 'debug',
+        MKV_LOG_REQUESTS: 'yes',
       },
     );
     expect({ ...config }).toEqual({
@@ -49,6 +55,9 @@ describe(loadConfig.name, () => {
       protect: true,
       port: 8080,
       host: '0.0.0.0',
+      healthInterval: 0.5,
+      logLevel: 'debug',
+      logRequests: true,
     });
   });
 

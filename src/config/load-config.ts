@@ -15,6 +15,9 @@ export interface ConfigInput {
   protect?: string | boolean;
   port?: string | number;
   host?: string;
+  healthInterval?: string | number;
+  logLevel?: string;
+  logRequests?: string | boolean;
 }
 
 export const CONFIG_DEFAULTS = {
@@ -23,6 +26,8 @@ export const CONFIG_DEFAULTS = {
   subvolumes: 1,
   port: 3000,
   host: '127.0.0.1',
+  healthInterval: 2,
+  logLevel: 'info',
 } as const;
 
 /** Environment variable behind each option; a CLI flag wins over it. */
@@ -35,6 +40,9 @@ export const CONFIG_ENV: Record<keyof ConfigInput, string> = {
   protect: 'MKV_PROTECT',
   port: 'MKV_PORT',
   host: 'MKV_HOST',
+  healthInterval: 'MKV_HEALTH_INTERVAL',
+  logLevel: 'MKV_LOG_LEVEL',
+  logRequests: 'MKV_LOG_REQUESTS',
 };
 
 const OPTION_NAMES: Record<keyof ConfigInput, string> = {
@@ -46,6 +54,9 @@ const OPTION_NAMES: Record<keyof ConfigInput, string> = {
   protect: '--protect',
   port: '--port',
   host: '--host',
+  healthInterval: '--health-interval',
+  logLevel: '--log-level',
+  logRequests: '--log-requests',
 };
 
 /**
@@ -66,6 +77,9 @@ export function loadConfig(flags: ConfigInput, env: NodeJS.ProcessEnv = {}): Mkv
     protect: toBoolean('protect', pick('protect') ?? false),
     port: toInteger('port', pick('port') ?? CONFIG_DEFAULTS.port),
     host: pick('host') ?? CONFIG_DEFAULTS.host,
+    healthInterval: toNumber('healthInterval', pick('healthInterval') ?? CONFIG_DEFAULTS.healthInterval),
+    logLevel: pick('logLevel') ?? CONFIG_DEFAULTS.logLevel,
+    logRequests: toBoolean('logRequests', pick('logRequests') ?? false),
   };
   if (plain.volumes.length === 0) throw new ConfigError(`invalid --volumes: at least one volume URL is required`);
 
@@ -112,6 +126,12 @@ function parseVolumes(value: string | string[]): string[] {
 function toInteger(name: keyof ConfigInput, value: string | number): number {
   if (typeof value === 'number') return value;
   if (!/^-?\d+$/.test(value.trim())) throw new ConfigError(`invalid ${OPTION_NAMES[name]}: '${value}' is not a whole number`);
+  return Number(value);
+}
+
+function toNumber(name: keyof ConfigInput, value: string | number): number {
+  if (typeof value === 'number') return value;
+  if (!/^\d+(\.\d+)?$/.test(value.trim())) throw new ConfigError(`invalid ${OPTION_NAMES[name]}: '${value}' is not a number`);
   return Number(value);
 }
 

@@ -1,4 +1,7 @@
-import { IsBoolean, IsInt, IsOptional, IsString, Matches, Max, Min, MinLength } from 'class-validator';
+import { IsBoolean, IsIn, IsInt, IsNumber, IsOptional, IsString, Matches, Max, Min, MinLength } from 'class-validator';
+
+export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace'] as const;
+export type LogLevel = (typeof LOG_LEVELS)[number];
 
 /** The server's whole configuration, validated once at start and injected everywhere else. */
 export class MkvConfig {
@@ -39,4 +42,17 @@ export class MkvConfig {
   @IsString()
   @MinLength(1, { message: 'must name an interface' })
   host: string;
+
+  /** Seconds between two probes of each volume. */
+  @IsNumber({}, { message: 'must be a number of seconds' })
+  @Min(0.05, { message: 'must be at least 0.05 seconds' })
+  @Max(3600, { message: 'must be at most 3600 seconds' })
+  healthInterval: number;
+
+  @IsIn(LOG_LEVELS, { message: `must be one of ${LOG_LEVELS.join(', ')}` })
+  logLevel: LogLevel;
+
+  /** Log one line per request (off by default: it costs throughput on the hot path). */
+  @IsBoolean()
+  logRequests: boolean;
 }

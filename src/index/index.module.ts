@@ -3,6 +3,7 @@ import { TypeOrmModule } from '@nestjs/typeorm';
 import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { MkvConfig } from '../config/mkv-config';
+import { IndexUsageService } from './index-usage.service';
 import { KEY_INDEX } from './key-index';
 import { KeyEntity } from './key.entity';
 import { JobEntity } from '../jobs/job.entity';
@@ -36,7 +37,7 @@ import { WriteIntentEntity } from './write-intent.entity';
       },
     }),
   ],
-  providers: [{ provide: KEY_INDEX, useClass: SqliteKeyIndex }],
-  exports: [KEY_INDEX],
+  providers: [{ provide: KEY_INDEX, useClass: SqliteKeyIndex }, IndexUsageService],
+  exports: [KEY_INDEX, IndexUsageService],
 })
 export class IndexModule {}

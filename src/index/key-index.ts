@@ -2,6 +2,12 @@ import type { FoundBlob, KeyRecord, KeyState, ListOptions, WriteIntent } from '.
 
 export const KEY_INDEX = Symbol('KEY_INDEX');
 
+export interface IndexUsage {
+  keys: number;
+  bytes: number;
+  volumes: { volume: string; keys: number; bytes: number }[];
+}
+
 /**
  * The key -> volumes index. The default is SQLite; a team can provide another
  * store under KEY_INDEX. Failures reject with MkvError(DatabaseError).
@@ -28,6 +34,10 @@ export interface KeyIndex {
   /** Up to `limit` records of any state after `after`, in key order: how jobs page through the index. */
   scan(after: string | undefined, limit: number): Promise<KeyRecord[]>;
   count(): Promise<number>;
+  /** Keys and bytes held by each volume, and in all; one pass over the index, for reports. */
+  usage(): Promise<IndexUsage>;
+  /** Throws unless the index answers a trivial query (readiness). */
+  ping(): Promise<void>;
   /** Changes where a key's replicas are, not its value (Last-Modified stays). */
   setVolumes(key: string, volumes: string[]): Promise<void>;
 

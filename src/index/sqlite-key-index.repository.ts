@@ -3,7 +3,7 @@ import { InjectDataSource } from '@nestjs/typeorm';
 import type { Database, Statement } from 'better-sqlite3';
 import { DataSource } from 'typeorm';
 import { MkvError, MkvErrorCode } from '../common/mkv-error';
-import type { KeyIndex } from './key-index';
+import type { IndexUsage, KeyIndex } from './key-index';
 import type { FoundBlob, KeyRecord, KeyState, ListOptions, WriteIntent } from './key-record';
 import { KeyEntity } from './key.entity';
 
@@ -180,6 +180,25 @@ export class SqliteKeyIndex implements KeyIndex {
 
   async count(): Promise<number> {
     return this.guard(() => this.statements.count.get()!.n);
+  }
+
+  async usage(): Promise<IndexUsage> {
+    return this.guard(() => {
+      const totals = this.db.prepare('SELECT COUNT(*) AS keys, COALESCE(SUM(size), 0) AS bytes FROM keys').get() as { keys: number; bytes: number };
+      // The comma list as a JSON array (a normalized URL holds neither comma nor quote).
+      const volumes = this.db
+        .prepare(
+          `SELECT v.value AS volume, COUNT(*) AS keys, SUM(k.size) AS bytes
+           FROM keys AS k, json_each('["' || replace(k.volumes, ',', '","') || '"]') AS v
+           WHERE k.volumes <> '' GROUP BY v.value`,
+        )
+        .all() as { volume: string; keys: number; bytes: number }[];
+      return { ...totals, volumes };
+    });
+  }
+
+  async ping(): Promise<void> {
+    this.guard(() => this.db.prepare('SELECT 1').get());
   }
 
   async setVolumes(key: string, volumes: string[]): Promise<void> {

@@ -83,6 +83,13 @@ export class JobsService implements OnModuleDestroy {
     return stored.map((view) => (this.live.has(view.id) ? structuredClone(this.live.get(view.id)!.view) : view));
   }
 
+  /** The newest job of each kind this process ran, as it is now (for the metrics). */
+  latestByKind(): JobView[] {
+    const latest = new Map<string, JobView>();
+    for (const { view } of this.live.values()) latest.set(view.kind, view); // insertion order: newest last
+    return [...latest.values()].map((view) => structuredClone(view));
+  }
+
   /** Asks a running job to stop at its next safe point; a finished job is returned as it is. */
   async cancel(id: string): Promise<JobView> {
     const live = this.live.get(id);

@@ -5,6 +5,7 @@ import { MkvError, MkvErrorCode } from '../common/mkv-error';
 import { ConfigModule } from '../config/config.module';
 import { ConfigInput, loadConfig } from '../config/load-config';
 import { PlacementService } from '../hashing/placement.service';
+import { VolumeHealth } from '../health/volume-health.service';
 import { rankVolumes } from '../hashing/rendezvous';
 import { IndexModule } from '../index/index.module';
 import { KEY_INDEX, KeyIndex } from '../index/key-index';
@@ -45,7 +46,7 @@ describe(KeyWriter.name, () => {
     volumes = new InMemoryVolumeClient();
     moduleRef = await Test.createTestingModule({
       imports: [ConfigModule.forRoot(config), IndexModule],
-      providers: [KeyLocks, ReplicaFiles, KeyWriter, KeysService, PlacementService, { provide: VOLUME_CLIENT, useValue: volumes }],
+      providers: [KeyLocks, ReplicaFiles, KeyWriter, KeysService, PlacementService, VolumeHealth, { provide: VOLUME_CLIENT, useValue: volumes }],
     }).compile();
     moduleRef.useLogger(false); // the failure paths log warnings by design
     writer = moduleRef.get(KeyWriter);

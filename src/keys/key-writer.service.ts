@@ -5,9 +5,11 @@ import { PassThrough, Readable } from 'node:stream';
 import { MkvConfig } from '../config/mkv-config';
 import { MkvError, MkvErrorCode } from '../common/mkv-error';
 import { PlacementService } from '../hashing/placement.service';
+import { VolumeHealth } from '../health/volume-health.service';
 import { KEY_INDEX, KeyIndex } from '../index/key-index';
 import type { KeyRecord, WriteIntent } from '../index/key-record';
 import { VOLUME_CLIENT, VolumeClient, VolumeError } from '../volumes/volume-client';
+import { valueWritten, ValueWrittenEvent } from '../metrics/channels';
 import { KeyLocks } from './key-locks';
 import { ReplicaFiles } from './replica-files.service';
 
@@ -44,6 +46,7 @@ export class KeyWriter {
     @Inject(KEY_INDEX) private readonly index: KeyIndex,
     @Inject(VOLUME_CLIENT) private readonly volumes: VolumeClient,
     private readonly files: ReplicaFiles,
+    private readonly health: VolumeHealth,
   ) {}
 
   async put(key: string, body: Readable, declaredLength: number | undefined): Promise<WriteResult> {
@@ -55,6 +58,9 @@ export class KeyWriter {
         `need ${this.config.replicas} volumes but only ${this.config.volumes.length} available`,
       );
     }
+    // Fail fast instead of waiting for a timeout; nothing is written anywhere.
+    const down = targets.find((volume) => this.health.isDown(volume));
+    if (down !== undefined) throw new MkvError(MkvErrorCode.VolumeDown, `volume ${down} is down`);
     // Checked again, atomically, when the record is written; this early check
     // refuses a conflicting key before a single byte reaches a volume.
     const conflict = await this.index.findConflict(key);
@@ -93,7 +99,10 @@ export class KeyWriter {
       for (const sink of sinks) sink.end();
     };
     const puts = targets.map((volume, i) =>
-      this.volumes.put(volume + tempPath, sinks[i], { length, signal: abort.signal }),
+      this.volumes.put(volume + tempPath, sinks[i], { length, signal: abort.signal }).catch((error: unknown) => {
+        if (error instanceof VolumeError && error.unreachable && !abort.signal.aborted) this.health.reportUnreachable(volume, error.message);
+        throw error;
+      }),
     );
     await Promise.allSettled([pump(), ...puts].map((step) => step.catch(fail)));
 
@@ -151,6 +160,7 @@ export class KeyWriter {
         this.logger.warn(`could not clear write intent for ${key}: ${(error as Error).message}`);
       });
       await this.files.deleteBlobs(key, (previous?.volumes ?? []).filter((v) => !targets.includes(v)));
+      if (valueWritten.hasSubscribers) valueWritten.publish({ key, size: upload.size, replicas: targets.length } satisfies ValueWrittenEvent);
       return { created: previous?.state !== 'live' };
     }
 

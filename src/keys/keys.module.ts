@@ -1,5 +1,6 @@
 import { Module } from '@nestjs/common';
 import { HashingModule } from '../hashing/hashing.module';
+import { HealthModule } from '../health/health.module';
 import { IndexModule } from '../index/index.module';
 import { VolumesModule } from '../volumes/volumes.module';
 import { KeyLocks } from './key-locks';
@@ -9,7 +10,7 @@ import { ReplicaFiles } from './replica-files.service';
 
 /** The key services; the HTTP controller is added by ServerModule. */
 @Module({
-  imports: [IndexModule, HashingModule, VolumesModule],
+  imports: [IndexModule, HashingModule, VolumesModule, HealthModule],
   providers: [KeyLocks, ReplicaFiles, KeyWriter, KeysService],
   exports: [KeyLocks, ReplicaFiles, KeyWriter, KeysService],
 })

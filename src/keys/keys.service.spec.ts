@@ -3,6 +3,7 @@ import { MkvError, MkvErrorCode } from '../common/mkv-error';
 import { ConfigModule } from '../config/config.module';
 import { ConfigInput, loadConfig } from '../config/load-config';
 import { PlacementService } from '../hashing/placement.service';
+import { VolumeHealth } from '../health/volume-health.service';
 import { IndexModule } from '../index/index.module';
 import { KEY_INDEX, KeyIndex } from '../index/key-index';
 import type { KeyRecord } from '../index/key-record';
@@ -34,7 +35,7 @@ describe(KeysService.name, () => {
     volumes = new InMemoryVolumeClient();
     moduleRef = await Test.createTestingModule({
       imports: [ConfigModule.forRoot(config), IndexModule],
-      providers: [KeyLocks, ReplicaFiles, KeysService, PlacementService, { provide: VOLUME_CLIENT, useValue: volumes }],
+      providers: [KeyLocks, ReplicaFiles, KeysService, PlacementService, VolumeHealth, { provide: VOLUME_CLIENT, useValue: volumes }],
     }).compile();
     moduleRef.useLogger(false); // a blob left behind is logged as a warning by design
     keys = moduleRef.get(KeysService);

@@ -3,6 +3,7 @@ import { MkvConfig } from '../config/mkv-config';
 import { MkvError, MkvErrorCode } from '../common/mkv-error';
 import { encodeKeyPath } from '../hashing/rendezvous';
 import { PlacementService } from '../hashing/placement.service';
+import { VolumeHealth } from '../health/volume-health.service';
 import { KEY_INDEX, KeyIndex } from '../index/key-index';
 import type { KeyRecord, KeyState } from '../index/key-record';
 import { KeyLocks } from './key-locks';
@@ -29,9 +30,10 @@ export class KeysService {
     private readonly locks: KeyLocks,
     @Inject(KEY_INDEX) private readonly index: KeyIndex,
     private readonly files: ReplicaFiles,
+    private readonly health: VolumeHealth,
   ) {}
 
-  /** Where a GET should go: the first replica, or the fallback server for an unknown key. */
+  /** Where a GET should go: the first healthy replica, or the fallback server for an unknown key. */
   async locate(key: string): Promise<Location> {
     const record = await this.index.get(key);
     if (record === undefined || record.state !== 'live') {
@@ -41,7 +43,10 @@ export class KeysService {
     if (record.volumes.length === 0) {
       throw new MkvError(MkvErrorCode.CorruptRecord, `corrupt record for key ${key}: no volumes`);
     }
-    return { url: this.placement.blobUrl(key, record.volumes[0]), record };
+    // Health comes from the background probes: no request to a volume here.
+    const volume = this.health.firstUp(record.volumes);
+    if (volume === undefined) throw new MkvError(MkvErrorCode.NoHealthyVolume, `no healthy volume for key ${key}`);
+    return { url: this.placement.blobUrl(key, volume), record };
   }
 
   /** The live record, for HEAD. */

@@ -7,6 +7,7 @@ import { Readable } from 'node:stream';
 import { ConfigModule } from '../config/config.module';
 import { loadConfig } from '../config/load-config';
 import { PlacementService } from '../hashing/placement.service';
+import { VolumeHealth } from '../health/volume-health.service';
 import { blobUrl, placeKey, rankVolumes } from '../hashing/rendezvous';
 import { IndexModule } from '../index/index.module';
 import { KEY_INDEX, KeyIndex } from '../index/key-index';
@@ -94,7 +95,7 @@ describe(RebalanceService.name, () => {
     const config = loadConfig({ db, volumes: volumeList, replicas: REPLICAS, subvolumes });
     const ref = await Test.createTestingModule({
       imports: [ConfigModule.forRoot(config), IndexModule],
-      providers: [PlacementService, KeyLocks, ReplicaFiles, KeyWriter, RebalanceService, { provide: VOLUME_CLIENT, useValue: volumes }],
+      providers: [PlacementService, VolumeHealth, KeyLocks, ReplicaFiles, KeyWriter, RebalanceService, { provide: VOLUME_CLIENT, useValue: volumes }],
     }).compile();
     ref.useLogger(false); // best-effort deletes log their failures by design
     return ref;

@@ -75,6 +75,13 @@ export class HttpVolumeClient implements VolumeClient, OnModuleDestroy {
     }
   }
 
+  async probe(volume: string, timeoutMs: number): Promise<void> {
+    // A path that never exists: nginx answers 404 from a stat, without
+    // listing a directory that may hold millions of entries.
+    const url = `${volume}/.mkv-probe`;
+    await this.send('HEAD', url, { signal: AbortSignal.timeout(timeoutMs) }, [200, 404]);
+  }
+
   async onModuleDestroy(): Promise<void> {
     if (!this.agent.closed && !this.agent.destroyed) await this.agent.close();
   }

@@ -80,6 +80,11 @@ export class InMemoryVolumeClient implements VolumeClient {
     }
   }
 
+  async probe(volume: string): Promise<void> {
+    this.requests.push(`PROBE ${volume}`);
+    if (this.unreachable.has(volumeOf(volume))) throw VolumeError.unreachable('HEAD', volume, new Error('connection refused'));
+  }
+
   /** The store as plain text, for whole-store assertions. */
   contents(): Record<string, string> {
     return Object.fromEntries([...this.blobs].map(([url, bytes]) => [url, bytes.toString()]));

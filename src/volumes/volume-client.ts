@@ -18,6 +18,8 @@ export interface VolumeClient {
   get(url: string, options?: { signal?: AbortSignal }): Promise<{ body: Readable; size: number | undefined }>;
   /** The entries of one directory (`url` ends with '/'), streamed; dot-names are never listed. */
   list(url: string): AsyncIterable<VolumeEntry>;
+  /** Resolves when the volume answers within `timeoutMs` (any answer but a 5xx). */
+  probe(volume: string, timeoutMs: number): Promise<void>;
 }
 
 export interface VolumeEntry {
@@ -38,6 +40,11 @@ export class VolumeError extends Error {
   ) {
     super(message);
     this.name = 'VolumeError';
+  }
+
+  /** No answer at all (refused, reset, timed out), as opposed to an answer with an error status. */
+  get unreachable(): boolean {
+    return this.status === undefined;
   }
 
   static unreachable(method: string, url: string, cause: unknown): VolumeError {

@@ -1,0 +1,72 @@
+import { Controller, Get, HttpException, Inject, Res } from '@nestjs/common';
+import { HealthCheck, HealthCheckResult, HealthCheckService, HealthIndicatorService } from '@nestjs/terminus';
+import type { FastifyReply } from 'fastify';
+import { MkvConfig } from '../config/mkv-config';
+import { IndexUsageService } from '../index/index-usage.service';
+import { KEY_INDEX, KeyIndex } from '../index/key-index';
+import { VolumeHealth } from './volume-health.service';
+
+/** Liveness, readiness and the volumes' state, for load balancers and operators. */
+@Controller('_admin')
+export class HealthController {
+  constructor(
+    private readonly config: MkvConfig,
+    private readonly checks: HealthCheckService,
+    private readonly indicators: HealthIndicatorService,
+    private readonly volumes: VolumeHealth,
+    private readonly usage: IndexUsageService,
+    @Inject(KEY_INDEX) private readonly index: KeyIndex,
+  ) {}
+
+  /** Liveness: the process answers. */
+  @Get('health')
+  @HealthCheck()
+  live() {
+    return this.checks.check([]);
+  }
+
+  /** Readiness: the index answers and at least R volumes are up. */
+  @Get('ready')
+  @HealthCheck()
+  async ready(@Res({ passthrough: true }) reply: FastifyReply): Promise<HealthCheckResult> {
+    try {
+      return await this.checks.check([() => this.indexCheck(), () => this.volumesCheck()]);
+    } catch (error) {
+      // Terminus reports "not ready" by throwing its JSON result; that body is
+      // the convention for readiness probes, so it is answered here rather
+      // than by the plain-text error filter.
+      if (!(error instanceof HttpException)) throw error;
+      reply.status(error.getStatus());
+      return error.getResponse() as HealthCheckResult;
+    }
+  }
+
+  /** Each volume's probe state, and what the index says it holds. */
+  @Get('volumes')
+  async list() {
+    const usage = await this.usage.usage();
+    return {
+      volumes: this.volumes.statuses().map((status) => {
+        const held = usage.volumes.find((v) => v.volume === status.url);
+        return { ...status, keys: held?.keys ?? 0, bytes: held?.bytes ?? 0 };
+      }),
+    };
+  }
+
+  private async indexCheck() {
+    const indicator = this.indicators.check('index');
+    try {
+      await this.index.ping();
+      return indicator.up();
+    } catch (error) {
+      return indicator.down({ message: (error as Error).message });
+    }
+  }
+
+  private volumesCheck() {
+    const indicator = this.indicators.check('volumes');
+    const up = this.volumes.upCount();
+    const details = { up, needed: this.config.replicas, total: this.config.volumes.length };
+    return up >= this.config.replicas ? indicator.up(details) : indicator.down(details);
+  }
+}
