@@ -1,7 +1,9 @@
-import { LogLevel } from '@nestjs/common';
 import { NestFactory } from '@nestjs/core';
 import { FastifyAdapter, NestFastifyApplication } from '@nestjs/platform-fastify';
+import { DocumentBuilder, SwaggerModule } from '@nestjs/swagger';
+import { Logger } from 'nestjs-pino';
 import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify';
+import { randomUUID } from 'node:crypto';
 import type { IncomingMessage } from 'node:http';
 import { MkvConfig } from './config/mkv-config';
 import { invalidKey } from './keys/key-path';
@@ -25,6 +27,9 @@ export function streamingAdapter(): FastifyAdapter {
     exposeHeadRoutes: false,
     routerOptions: { maxParamLength: 16_384 },
     requestTimeout: 0,
+    // The caller's X-Request-Id, or a new one; every log line of the request carries it.
+    requestIdHeader: 'x-request-id',
+    genReqId: () => randomUUID(),
     // Nest has no decorator for a custom method such as UNLINK, so it reaches
     // the DELETE route marked on the raw request (the mark cannot be forged by
     // a header or query).
@@ -48,14 +53,25 @@ export function streamingAdapter(): FastifyAdapter {
   const fastify = adapter.getInstance();
   fastify.removeAllContentTypeParsers();
   fastify.addContentTypeParser('*', (_request, _payload, done) => done(null)); // handlers stream req.raw themselves
+  fastify.addHook('onRequest', (request, reply, done) => {
+    reply.header('x-request-id', request.id);
+    done();
+  });
   return adapter;
 }
 
-export async function createServer(config: MkvConfig, logLevels: LogLevel[] = ['warn', 'error']): Promise<NestFastifyApplication> {
+/** The server as `mkv serve` runs it: Nest on the streaming adapter, pino logs, the admin API's OpenAPI page. */
+export async function createServer(config: MkvConfig): Promise<NestFastifyApplication> {
   const app = await NestFactory.create<NestFastifyApplication>(ServerModule.forRoot(config), streamingAdapter(), {
     bodyParser: false,
-    logger: logLevels,
+    bufferLogs: true,
   });
+  app.useLogger(app.get(Logger));
+  const openApi = new DocumentBuilder()
+    .setTitle('mkv admin API')
+    .setDescription('Jobs (rebuild, rebalance), volume health, readiness and metrics. The key API is described in the README.')
+    .build();
+  SwaggerModule.setup('_admin/docs', app, () => SwaggerModule.createDocument(app, openApi));
   app.enableShutdownHooks();
   return app;
 }

@@ -29,13 +29,14 @@ function buildProgram(): Command {
     .action(async (options: ConfigInput, command: Command) => {
       const config = loadConfig({ ...command.parent!.opts<ConfigInput>(), ...options }, process.env);
       // Loaded here, not at the top, so --help and bad options answer without booting Nest.
-      const { createServer } = await import('./http');
+      const [{ createServer }, { Logger }] = await Promise.all([import('./http'), import('nestjs-pino')]);
       const app = await createServer(config);
       await app.listen(config.port, config.host);
       const address = app.getHttpServer().address();
       const port = typeof address === 'object' && address ? address.port : config.port;
-      console.log(
+      app.get(Logger).log(
         `mkv listening on http://${config.host}:${port} (index ${config.db}, ${config.volumes.length} volumes, ${config.replicas} replicas)`,
+        'mkv',
       );
     });
   program

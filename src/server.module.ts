@@ -12,6 +12,7 @@ import { MetricsController } from './metrics/metrics.controller';
 import { MetricsModule } from './metrics/metrics.module';
 import { JobsService } from './jobs/jobs.service';
 import { KeyWriter } from './keys/key-writer.service';
+import { LoggingModule } from './logging/logging.module';
 import { KeysController } from './keys/keys.controller';
 
 /** The HTTP server: the core plus controllers, the volume probes, metrics and the one exception filter. */
@@ -35,7 +36,7 @@ export class ServerModule implements OnApplicationBootstrap {
   static forRoot(config: MkvConfig): DynamicModule {
     return {
       module: ServerModule,
-      imports: [CoreModule.forRoot(config), ScheduleModule.forRoot(), TerminusModule, MetricsModule],
+      imports: [CoreModule.forRoot(config), LoggingModule, ScheduleModule.forRoot(), TerminusModule, MetricsModule],
       controllers: [AdminController, HealthController, MetricsController, KeysController],
       providers: [HealthChecker, { provide: APP_FILTER, useClass: MkvExceptionFilter }],
     };

@@ -1,5 +1,6 @@
 import { Controller, Get, HttpException, Inject, Res } from '@nestjs/common';
 import { HealthCheck, HealthCheckResult, HealthCheckService, HealthIndicatorService } from '@nestjs/terminus';
+import { ApiOperation, ApiTags } from '@nestjs/swagger';
 import type { FastifyReply } from 'fastify';
 import { MkvConfig } from '../config/mkv-config';
 import { IndexUsageService } from '../index/index-usage.service';
@@ -7,6 +8,7 @@ import { KEY_INDEX, KeyIndex } from '../index/key-index';
 import { VolumeHealth } from './volume-health.service';
 
 /** Liveness, readiness and the volumes' state, for load balancers and operators. */
+@ApiTags('health')
 @Controller('_admin')
 export class HealthController {
   constructor(
@@ -20,6 +22,7 @@ export class HealthController {
 
   /** Liveness: the process answers. */
   @Get('health')
+  @ApiOperation({ summary: 'Liveness: 200 while the process answers' })
   @HealthCheck()
   live() {
     return this.checks.check([]);
@@ -27,6 +30,7 @@ export class HealthController {
 
   /** Readiness: the index answers and at least R volumes are up. */
   @Get('ready')
+  @ApiOperation({ summary: 'Readiness: 200 when the index answers and at least R volumes are up, else 503' })
   @HealthCheck()
   async ready(@Res({ passthrough: true }) reply: FastifyReply): Promise<HealthCheckResult> {
     try {
@@ -43,6 +47,7 @@ export class HealthController {
 
   /** Each volume's probe state, and what the index says it holds. */
   @Get('volumes')
+  @ApiOperation({ summary: 'Each volume: probe state, last check, latency, failures, and the keys and bytes it holds' })
   async list() {
     const usage = await this.usage.usage();
     return {

@@ -1,4 +1,5 @@
 import { Controller, Delete, Get, Head, Put, Query, Req, Res } from '@nestjs/common';
+import { ApiExcludeController } from '@nestjs/swagger';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { MkvError, MkvErrorCode } from '../common/mkv-error';
 import { parseQuery } from '../common/parse-query';
@@ -13,6 +14,7 @@ import { DEFAULT_LIST_LIMIT, ListQueryDto } from './list-query.dto';
 type Query = Record<string, unknown>;
 
 /** The key API: PUT, GET (a 302 to a volume), HEAD, DELETE, UNLINK and the listings. */
+@ApiExcludeController() // the key API is raw bytes over wildcard routes; the README describes it
 @Controller()
 export class KeysController {
   constructor(

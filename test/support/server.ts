@@ -22,8 +22,8 @@ export class TestServer {
     const ownsDir = options.dir === undefined;
     const dir = options.dir ?? mkdtempSync(join(tmpdir(), 'mkv-index-'));
     mkdirSync(dir, { recursive: true });
-    const config = loadConfig({ db: join(dir, 'index.db'), replicas: 2, ...options, port: 0, host: '127.0.0.1' });
-    const app = await createServer(config, ['error']);
+    const config = loadConfig({ db: join(dir, 'index.db'), replicas: 2, logLevel: 'error', ...options, port: 0, host: '127.0.0.1' });
+    const app = await createServer(config);
     await app.listen(0, '127.0.0.1');
     const { port } = app.getHttpServer().address() as { port: number };
     return new TestServer(app, config, `http://127.0.0.1:${port}`, dir, ownsDir);
