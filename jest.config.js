@@ -1,6 +1,7 @@
 /** Unit specs live beside the code; end-to-end suites under test/ run real nginx and SQLite. */
 const tsJest = ['ts-jest', { tsconfig: 'tsconfig.json' }];
 module.exports = {
+  globalSetup: '<rootDir>/test/support/global-setup.ts',
   globalTeardown: '<rootDir>/test/support/global-teardown.ts',
   // End-to-end steps start nginx and stream hundreds of MB; jest's 5 s default is for unit tests.
   testTimeout: 60000,

@@ -64,7 +64,7 @@ function buildProgram(): Command {
 
 function parseConcurrency(value: string | undefined): number | undefined {
   if (value === undefined) return undefined;
-  const n = Number(value);
+  const n = /^\d+$/.test(value) ? Number(value) : NaN;
   if (!Number.isInteger(n) || n < 1 || n > 64) throw new ConfigError(`invalid --concurrency: '${value}' is not a whole number from 1 to 64`);
   return n;
 }

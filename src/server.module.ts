@@ -14,12 +14,14 @@ import { JobsService } from './jobs/jobs.service';
 import { KeyWriter } from './keys/key-writer.service';
 import { LoggingModule } from './logging/logging.module';
 import { KeysController } from './keys/keys.controller';
+import { KeysService } from './keys/keys.service';
 
 /** The HTTP server: the core plus controllers, the volume probes, metrics and the one exception filter. */
 @Module({})
 export class ServerModule implements OnApplicationBootstrap {
   constructor(
     private readonly writer: KeyWriter,
+    private readonly keys: KeysService,
     private readonly jobs: JobsService,
   ) {}
 
@@ -30,6 +32,7 @@ export class ServerModule implements OnApplicationBootstrap {
    */
   async onApplicationBootstrap(): Promise<void> {
     await this.writer.recoverPendingWrites();
+    await this.keys.retryPendingDeletes();
     await this.jobs.markInterrupted();
   }
 

@@ -10,6 +10,7 @@ import { JobEntity } from '../jobs/job.entity';
 import { JobPlanEntity } from '../jobs/job-plan.entity';
 import { InitialSchema1763700000000 } from './migrations/1763700000000-initial-schema';
 import { Jobs1763800000000 } from './migrations/1763800000000-jobs';
+import { PendingDeletes1763900000000 } from './migrations/1763900000000-pending-deletes';
 import { SqliteKeyIndex } from './sqlite-key-index.repository';
 import { WriteIntentEntity } from './write-intent.entity';
 
@@ -23,7 +24,7 @@ import { WriteIntentEntity } from './write-intent.entity';
           type: 'better-sqlite3' as const,
           database: config.db,
           entities: [KeyEntity, WriteIntentEntity, JobEntity, JobPlanEntity],
-          migrations: [InitialSchema1763700000000, Jobs1763800000000],
+          migrations: [InitialSchema1763700000000, Jobs1763800000000, PendingDeletes1763900000000],
           migrationsRun: true,
           synchronize: false,
           enableWAL: true,

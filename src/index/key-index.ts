@@ -27,7 +27,15 @@ export interface KeyIndex {
   abortWrite(intentId: string, key: string, previous: KeyRecord | undefined): Promise<void>;
   pendingWrites(): Promise<WriteIntent[]>;
   setState(key: string, state: KeyState, updatedAt: number): Promise<void>;
-  delete(key: string): Promise<void>;
+  /**
+   * Removes the key and notes its blobs as being deleted, atomically, until
+   * finishDelete: a rebuild meanwhile must not bring the key back from them,
+   * and a delete a volume could not do is retried at the next start. A later
+   * PUT of the key drops the note.
+   */
+  beginDelete(key: string): Promise<void>;
+  finishDelete(key: string): Promise<void>;
+  pendingDeletes(): Promise<{ key: string; volumes: string[] }[]>;
   /** Keys in ascending byte order; one more than `limit` tells the caller there is a next page. */
   list(options: ListOptions): Promise<string[]>;
 

@@ -206,10 +206,10 @@ describe(SqliteKeyIndex.name, () => {
   it('removes only the given key with delete', async () => {
     await store(record('a/b'));
     await store(record('a/c'));
-    await index.delete('a/b');
+    await index.beginDelete('a/b');
     expect(await index.get('a/b')).toBeUndefined();
     expect(await index.get('a/c')).toEqual(record('a/c'));
-    await expect(index.delete('a/b')).resolves.toBeUndefined();
+    await expect(index.beginDelete('a/b')).resolves.toBeUndefined();
   });
 
   describe('paging, volume updates and rebuild staging', () => {
@@ -265,7 +265,7 @@ describe(SqliteKeyIndex.name, () => {
 
       it('counts keys of every state', async () => {
         expect(await index.count()).toBe(9);
-        await index.delete('b');
+        await index.beginDelete('b');
         expect(await index.count()).toBe(8);
       });
     });
@@ -399,7 +399,7 @@ describe(SqliteKeyIndex.name, () => {
         expect(await index.get('kept')).toMatchObject({ volumes: [V2, V1], size: 5 });
         expect(await index.get('found')).toEqual({ key: 'found', volumes: [V3], size: 4, md5: '', state: 'live', createdAt: 4000, updatedAt: 4000 });
         expect(await index.count()).toBe(2);
-        expect(await schemaObjects()).toEqual(['jobs', 'job_plan', 'keys', 'write_intents'].sort());
+        expect(await schemaObjects()).toEqual(['jobs', 'job_plan', 'keys', 'pending_deletes', 'write_intents'].sort());
       });
 
       it('carries state and created time from the old rows, and the MD5 only where the size agrees', async () => {
@@ -462,8 +462,8 @@ describe(SqliteKeyIndex.name, () => {
         await index.stageFound(
           ['deleted', 'deleted-then-written', 'stays'].map((key) => ({ key, volume: V1, size: 5, mtime: 3000 })),
         );
-        await index.delete('deleted');
-        await index.delete('deleted-then-written');
+        await index.beginDelete('deleted');
+        await index.beginDelete('deleted-then-written');
         const again = record('deleted-then-written', { md5: 'again', updatedAt: 11_000 });
         await store(again);
 
@@ -473,13 +473,36 @@ describe(SqliteKeyIndex.name, () => {
         expect(await index.get('stays')).toBeDefined();
       });
 
-      it('does not count deletes made before the rebuild began', async () => {
+      it('does not count deletes finished before the rebuild began', async () => {
         await store(record('k', { updatedAt: 5000 }));
-        await index.delete('k');
+        await index.beginDelete('k');
+        await index.finishDelete('k');
         await index.beginRebuild();
         await index.stageFound([{ key: 'k', volume: V1, size: 5, mtime: 3000 }]);
         expect(await index.swapRebuild()).toBe(1);
         expect(await index.get('k')).toMatchObject({ volumes: [V1], md5: '' });
+      });
+
+      it('leaves out a key whose blob deletes are still pending, and a later PUT of it clears that', async () => {
+        await store(record('deleting', { updatedAt: 5000 }));
+        await store(record('deleted-then-put', { updatedAt: 5000 }));
+        await index.beginDelete('deleting'); // a volume was down: its blob is still there
+        await index.beginDelete('deleted-then-put');
+        expect(await index.pendingDeletes()).toEqual(
+          expect.arrayContaining([
+            { key: 'deleting', volumes: [V1, V2] },
+            { key: 'deleted-then-put', volumes: [V1, V2] },
+          ]),
+        );
+        const again = record('deleted-then-put', { md5: 'again' });
+        await store(again);
+        expect((await index.pendingDeletes()).map((p) => p.key)).toEqual(['deleting']);
+        await index.beginRebuild();
+        await index.stageFound(['deleting', 'deleted-then-put'].map((key) => ({ key, volume: V1, size: 5, mtime: 3000 })));
+        expect(await index.swapRebuild()).toBe(1);
+        expect(await index.get('deleting')).toBeUndefined();
+        // Put before the rebuild began: what the walk found, with the MD5 carried over.
+        expect(await index.get('deleted-then-put')).toMatchObject({ md5: 'again', volumes: [V1] });
       });
 
       it('leaves the serving statements and the listing working on the new table', async () => {
@@ -502,7 +525,7 @@ describe(SqliteKeyIndex.name, () => {
         await store(record('b'));
         await index.setState('a/1', 'unlinked', 20_000);
         await index.setVolumes('a/2', [V3]);
-        await index.delete('b'); // the delete-tracking trigger is gone with its table
+        await index.beginDelete('b'); // the delete-tracking trigger is gone with its table
         expect(await index.get('a/1')).toMatchObject({ state: 'unlinked' });
         expect(await index.get('a/2')).toMatchObject({ volumes: [V3] });
         expect(await index.get('b')).toBeUndefined();
@@ -525,15 +548,15 @@ describe(SqliteKeyIndex.name, () => {
         await store(record('k'));
         await index.beginRebuild();
         await index.stageFound([{ key: 'found', volume: V1, size: 3, mtime: 1 }]);
-        await index.delete('k');
+        await index.beginDelete('k');
         await store(record('l'));
         await index.abandonRebuild();
 
-        expect(await schemaObjects()).toEqual(['jobs', 'job_plan', 'keys', 'write_intents'].sort());
+        expect(await schemaObjects()).toEqual(['jobs', 'job_plan', 'keys', 'pending_deletes', 'write_intents'].sort());
         expect((await index.scan(undefined, 10)).map((r) => r.key)).toEqual(['l']);
         expect(await index.get('found')).toBeUndefined();
         await store(record('m'));
-        await index.delete('m'); // no trigger left behind
+        await index.beginDelete('m'); // no trigger left behind
         expect(await index.count()).toBe(1);
       });
 

@@ -39,6 +39,9 @@ export class SqliteKeyIndex implements KeyIndex {
     firstInRange: Statement<[string, string], { key: string }>;
     upsert: Statement<[KeyRow]>;
     delete: Statement<[string]>;
+    notePendingDelete: Statement<[number, string]>;
+    finishDelete: Statement<[string]>;
+    pendingDeletes: Statement<[], { key: string; volumes: string }>;
     setState: Statement<[KeyState, number, string]>;
     insertIntent: Statement<[IntentRow]>;
     deleteIntent: Statement<[string]>;
@@ -50,6 +53,7 @@ export class SqliteKeyIndex implements KeyIndex {
   private readonly beginTx: (record: KeyRecord, intent: WriteIntent) => string | undefined;
   private readonly finishTx: (intentId: string, record: KeyRecord) => void;
   private readonly abortTx: (intentId: string, key: string, previous: KeyRecord | undefined) => void;
+  private readonly beginDeleteTx: (key: string) => void;
 
   constructor(@InjectDataSource() private readonly dataSource: DataSource) {
     this.db = (dataSource.driver as unknown as { databaseConnection: Database }).databaseConnection;
@@ -64,6 +68,9 @@ export class SqliteKeyIndex implements KeyIndex {
         ON CONFLICT (key) DO UPDATE SET volumes = excluded.volumes, size = excluded.size, md5 = excluded.md5,
           state = excluded.state, created_at = excluded.created_at, updated_at = excluded.updated_at`),
       delete: db.prepare('DELETE FROM keys WHERE key = ?'),
+      notePendingDelete: db.prepare('INSERT OR REPLACE INTO pending_deletes (key, volumes, created_at) SELECT key, volumes, ? FROM keys WHERE key = ?'),
+      finishDelete: db.prepare('DELETE FROM pending_deletes WHERE key = ?'),
+      pendingDeletes: db.prepare('SELECT key, volumes FROM pending_deletes ORDER BY created_at'),
       setState: db.prepare('UPDATE keys SET state = ?, updated_at = ? WHERE key = ?'),
       insertIntent: db.prepare(
         'INSERT INTO write_intents (id, key, temp_path, volumes, created_at) VALUES (@id, @key, @temp_path, @volumes, @created_at)',
@@ -80,6 +87,7 @@ export class SqliteKeyIndex implements KeyIndex {
       const conflict = this.conflictOf(record.key);
       if (conflict !== undefined) return conflict;
       this.statements.upsert.run(toRow(record));
+      this.statements.finishDelete.run(record.key); // the new value's blobs must not be deleted by a retry
       this.statements.insertIntent.run({
         id: intent.id,
         key: intent.key,
@@ -92,6 +100,10 @@ export class SqliteKeyIndex implements KeyIndex {
     this.finishTx = db.transaction((intentId: string, record: KeyRecord) => {
       this.statements.upsert.run(toRow(record));
       this.statements.deleteIntent.run(intentId);
+    });
+    this.beginDeleteTx = db.transaction((key: string) => {
+      this.statements.notePendingDelete.run(Date.now(), key);
+      this.statements.delete.run(key);
     });
     this.abortTx = db.transaction((intentId: string, key: string, previous: KeyRecord | undefined) => {
       if (previous) this.statements.upsert.run(toRow(previous));
@@ -149,8 +161,16 @@ export class SqliteKeyIndex implements KeyIndex {
     this.guard(() => this.statements.setState.run(state, updatedAt, key));
   }
 
-  async delete(key: string): Promise<void> {
-    this.guard(() => this.statements.delete.run(key));
+  async beginDelete(key: string): Promise<void> {
+    this.guard(() => this.beginDeleteTx(key));
+  }
+
+  async finishDelete(key: string): Promise<void> {
+    this.guard(() => this.statements.finishDelete.run(key));
+  }
+
+  async pendingDeletes(): Promise<{ key: string; volumes: string[] }[]> {
+    return this.guard(() => this.statements.pendingDeletes.all().map((row) => ({ key: row.key, volumes: splitVolumes(row.volumes) })));
   }
 
   async list({ prefix, start, limit, state }: ListOptions): Promise<string[]> {
@@ -275,8 +295,9 @@ export class SqliteKeyIndex implements KeyIndex {
     return this.guard(() =>
       this.db.transaction(() => {
         // Keys changed since the rebuild began, or with a write still renaming
-        // its uploads: the serving index knows better than the walk.
-        const serving = 'SELECT key FROM rebuild_changed UNION SELECT key FROM write_intents';
+        // its uploads or a delete still removing its blobs: the serving index
+        // knows better than the walk.
+        const serving = 'SELECT key FROM rebuild_changed UNION SELECT key FROM write_intents UNION SELECT key FROM pending_deletes';
         this.db.prepare(`DELETE FROM keys_rebuild WHERE key IN (${serving})`).run();
         this.db.prepare(`INSERT INTO keys_rebuild SELECT * FROM keys WHERE key IN (${serving})`).run();
         this.db

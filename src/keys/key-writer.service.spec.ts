@@ -318,7 +318,7 @@ describe(KeyWriter.name, () => {
 
     it('drops the intent of a key that was deleted since', async () => {
       await crashAfterBegin('k', 'hello');
-      await index.delete('k');
+      await index.beginDelete('k');
       await writer.recoverPendingWrites();
       expect(await index.pendingWrites()).toEqual([]);
     });

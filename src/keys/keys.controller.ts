@@ -78,10 +78,10 @@ export class KeysController {
 }
 
 function setValueHeaders(reply: FastifyReply, record: KeyRecord): void {
-  reply
-    .header('content-md5', record.md5)
-    .header('etag', `"${record.md5}"`)
-    .header('last-modified', new Date(record.updatedAt).toUTCString());
+  // A key a rebuild found has no MD5 until it is written again: no header
+  // beats an empty one (every such key would share the ETag "").
+  if (record.md5) reply.header('content-md5', record.md5).header('etag', `"${record.md5}"`);
+  reply.header('last-modified', new Date(record.updatedAt).toUTCString());
 }
 
 /** The body's length when the client said it; 0 for a request with no body at all. */

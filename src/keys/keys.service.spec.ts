@@ -149,6 +149,26 @@ describe(KeysService.name, () => {
       expect([...volumes.blobs.keys()]).toEqual([placement.blobUrl('k', record.volumes[1])]);
     });
 
+    it('notes a blob it could not delete, and removes it when retried with the volume back', async () => {
+      const record = await seed('k');
+      volumes.unreachable.add(record.volumes[1]);
+      await keys.delete('k');
+      expect(await index.pendingDeletes()).toEqual([{ key: 'k', volumes: record.volumes }]);
+
+      await keys.retryPendingDeletes(); // still down: kept for the next try
+      expect(await index.pendingDeletes()).toHaveLength(1);
+      volumes.unreachable.clear();
+      await keys.retryPendingDeletes();
+      expect(await index.pendingDeletes()).toEqual([]);
+      expect(volumes.blobs.size).toBe(0);
+    });
+
+    it('leaves no note once every blob is deleted', async () => {
+      await seed('k');
+      await keys.delete('k');
+      expect(await index.pendingDeletes()).toEqual([]);
+    });
+
     it('waits for a change to the same key that is running', async () => {
       await seed('k');
       let release!: () => void;

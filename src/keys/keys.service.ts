@@ -60,6 +60,8 @@ export class KeysService {
    * Drops the key from the index first, so no reader is sent to a blob that
    * is going away, then deletes the blobs best-effort. The blob deletes stay
    * inside the lock: a PUT right after must not have its new blob deleted.
+   * Until they are done the index notes them, so neither a rebuild nor a
+   * crash brings the key back.
    */
   async delete(key: string): Promise<void> {
     await this.locks.run(key, async () => {
@@ -68,9 +70,18 @@ export class KeysService {
       if (this.config.protect && record.state === 'live') {
         throw new MkvError(MkvErrorCode.MustUnlinkFirst, 'key must be unlinked before delete');
       }
-      await this.index.delete(key);
-      await this.files.deleteBlobs(key, record.volumes);
+      await this.index.beginDelete(key);
+      if (await this.files.deleteBlobs(key, record.volumes)) await this.index.finishDelete(key);
     });
+  }
+
+  /** At server start: the blob deletes a crash or a down volume left undone. */
+  async retryPendingDeletes(): Promise<void> {
+    for (const { key, volumes } of await this.index.pendingDeletes()) {
+      await this.locks.run(key, async () => {
+        if (await this.files.deleteBlobs(key, volumes)) await this.index.finishDelete(key);
+      });
+    }
   }
 
   /** minikeyvalue's soft delete: the key answers 404 from now on, its blobs stay. */

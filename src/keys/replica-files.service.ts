@@ -46,15 +46,16 @@ export class ReplicaFiles {
     await this.deleteEach(volumes.map((volume) => volume + tempPath));
   }
 
-  /** Best-effort removal of the key's blob on these volumes; a failure is logged and leaves a stray. */
-  async deleteBlobs(key: string, volumes: string[]): Promise<void> {
-    await this.deleteEach(volumes.map((volume) => this.placement.blobUrl(key, volume)));
+  /** Best-effort removal of the key's blob on these volumes; false when one could not be removed (logged). */
+  async deleteBlobs(key: string, volumes: string[]): Promise<boolean> {
+    return this.deleteEach(volumes.map((volume) => this.placement.blobUrl(key, volume)));
   }
 
-  private async deleteEach(urls: string[]): Promise<void> {
+  private async deleteEach(urls: string[]): Promise<boolean> {
     const outcomes = await Promise.allSettled(urls.map((url) => this.volumes.delete(url)));
     for (const outcome of outcomes) {
       if (outcome.status === 'rejected') this.logger.warn(`delete failed: ${(outcome.reason as Error).message}`);
     }
+    return outcomes.every((outcome) => outcome.status === 'fulfilled');
   }
 }

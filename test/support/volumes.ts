@@ -7,6 +7,11 @@ import { pollUntil } from './poll-until';
 
 const START_SCRIPT = resolve(__dirname, '../../nginx/start-volumes.sh');
 
+/** Temp dirs of this jest run's volumes start with this (see global-setup.ts). */
+export function testRunPrefix(): string {
+  return `mkv-test-${process.env.MKV_TEST_RUN ?? 'x'}-`;
+}
+
 /** A free TCP port on the loopback interface. */
 export async function freePort(): Promise<number> {
   return new Promise((done, fail) => {
@@ -87,7 +92,7 @@ export class TestVolumes {
   ) {}
 
   static async start(count: number): Promise<TestVolumes> {
-    const root = mkdtempSync(join(tmpdir(), 'mkv-test-'));
+    const root = mkdtempSync(join(tmpdir(), testRunPrefix()));
     const list: TestVolume[] = [];
     for (let i = 0; i < count; i++) {
       const port = await freePort();
