@@ -508,13 +508,13 @@ describe(JobsService.name, () => {
     });
   });
 
-  it('aborts running jobs and waits for them when the module closes', async () => {
+  it('stops running jobs when the module closes and records them interrupted, not cancelled', async () => {
     let signal: AbortSignal | undefined;
     const { view } = await startHeld(async (run) => {
       signal = run.signal;
     });
     await moduleRef.close();
     expect(signal?.aborted).toBe(true);
-    expect((await jobs.wait(view.id)).state).toBe('cancelled');
+    expect((await jobs.wait(view.id)).state).toBe('interrupted');
   });
 });

@@ -1,7 +1,7 @@
 import { Injectable, Logger, OnModuleDestroy } from '@nestjs/common';
 import { randomUUID } from 'node:crypto';
 import { MkvError, MkvErrorCode } from '../common/mkv-error';
-import { JobCounters, JobKind, JobView, PlannedMove, TERMINAL_STATES } from './job';
+import { JobCounters, JobKind, JobState, JobView, PlannedMove, TERMINAL_STATES } from './job';
 import { JobStore } from './job.store';
 
 /** What a running job sees: its options, a cancel signal, and how to report. */
@@ -28,6 +28,8 @@ interface LiveJob {
 }
 
 const KEPT_ERRORS = 100;
+/** The abort reason when the process stops: the job ends interrupted, not cancelled. */
+const SHUTDOWN = Symbol('shutdown');
 const SAVE_EVERY_MS = 1000;
 
 /**
@@ -123,7 +125,7 @@ export class JobsService implements OnModuleDestroy {
   }
 
   async onModuleDestroy(): Promise<void> {
-    for (const job of this.live.values()) job.controller.abort();
+    for (const job of this.live.values()) job.controller.abort(SHUTDOWN);
     await Promise.allSettled([...this.live.values()].map((job) => job.finished));
   }
 
@@ -163,10 +165,10 @@ export class JobsService implements OnModuleDestroy {
     try {
       await this.save(view);
       await runner(run);
-      view.state = controller.signal.aborted ? 'cancelled' : view.counters.failed > 0 ? 'failed' : 'succeeded';
+      view.state = stopped(controller.signal) ?? (view.counters.failed > 0 ? 'failed' : 'succeeded');
       if (view.state === 'succeeded') view.progress = { ...view.progress, done: view.progress.total ?? view.progress.done, percent: 100 };
     } catch (error) {
-      view.state = controller.signal.aborted ? 'cancelled' : 'failed';
+      view.state = stopped(controller.signal) ?? 'failed';
       if (view.state === 'failed') {
         view.error = (error as Error)?.message ?? String(error);
         this.logger.error(`${view.kind} job ${view.id} failed: ${view.error}`);
@@ -182,6 +184,11 @@ export class JobsService implements OnModuleDestroy {
   private async save(view: JobView): Promise<void> {
     await this.store.save(view).catch((error) => this.logger.warn(`could not save job ${view.id}: ${(error as Error).message}`));
   }
+}
+
+function stopped(signal: AbortSignal): JobState | undefined {
+  if (!signal.aborted) return undefined;
+  return signal.reason === SHUTDOWN ? 'interrupted' : 'cancelled';
 }
 
 function summarize(view: JobView, moves: PlannedMove[]): void {

@@ -1,7 +1,7 @@
 import { Inject, Injectable } from '@nestjs/common';
 import { createHash } from 'node:crypto';
 import { pipeline, Transform } from 'node:stream';
-import { forEachConcurrently } from '../common/for-each-concurrently';
+import { forEachConcurrently, yieldToEventLoop } from '../common/concurrency';
 import { PlacementService } from '../hashing/placement.service';
 import { KEY_INDEX, KeyIndex } from '../index/key-index';
 import type { KeyRecord } from '../index/key-record';
@@ -50,6 +50,7 @@ export class RebalanceService {
       after = page[page.length - 1].key;
       if (run.dryRun) await this.planPage(page, run);
       else await forEachConcurrently(page, concurrency, run.signal, (record) => this.rebalanceKey(record.key, run));
+      await yieldToEventLoop();
     }
   }
 

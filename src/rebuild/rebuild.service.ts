@@ -1,4 +1,5 @@
 import { Inject, Injectable, Logger } from '@nestjs/common';
+import { yieldToEventLoop } from '../common/concurrency';
 import { MkvConfig } from '../config/mkv-config';
 import { PlacementService } from '../hashing/placement.service';
 import { subvolumeDir, subvolumeOf } from '../hashing/rendezvous';
@@ -90,6 +91,7 @@ export class RebuildService {
         if (batch.length >= BATCH_SIZE) {
           await this.index.stageFound(batch);
           batch = [];
+          await yieldToEventLoop();
         }
       }
     }
@@ -141,6 +143,7 @@ export class RebuildService {
         run.fail(lost, `conflicts with the newer key ${kept}: left out of the index, its blobs left on the volumes`);
       }
       run.advance(page.length);
+      await yieldToEventLoop();
     }
   }
 }

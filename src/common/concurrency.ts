@@ -14,3 +14,12 @@ export async function forEachConcurrently<T>(
   };
   await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
 }
+
+/**
+ * Lets the event loop answer requests. A job whose steps are all synchronous
+ * SQLite calls (planning, skipping keys in place) would otherwise hold it
+ * until the job ends: call this between pages.
+ */
+export function yieldToEventLoop(): Promise<void> {
+  return new Promise((resolve) => setImmediate(resolve));
+}
