@@ -10,6 +10,7 @@
  *   mkv rebuild                       (index from the volumes, 3 volumes)
  *   mkv rebalance --dry-run           (after adding a 4th volume)
  *   mkv rebalance                     (moves about half the keys)
+ *   mkv serve + POST /_admin/rebalance (back to 3 volumes, in the server)
  * and prints each one's wall time, keys per second and peak RSS.
  */
 const { spawn, execFileSync } = require('node:child_process');
@@ -60,6 +61,37 @@ function mkv(args) {
   });
 }
 
+/** `mkv serve`, then POST /_admin/rebalance and poll the job, sampling the server's peak RSS. */
+async function serveAndRebalance(volumes) {
+  const port = 18590;
+  const child = spawn(path.join(ROOT, 'bin/mkv'), ['-d', path.join(base, 'index.db'), '-v', volumes.join(','), '-r', '2', '--log-level', 'warn', 'serve', '-p', String(port)], {
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
+  const url = `http://127.0.0.1:${port}`;
+  for (let i = 0; i < 100; i++) {
+    if (await fetch(`${url}/_admin/health`).then((r) => r.ok, () => false)) break;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  let peak = 0;
+  const sample = setInterval(() => {
+    try {
+      peak = Math.max(peak, Number(/^VmHWM:\s+(\d+)/m.exec(fs.readFileSync(`/proc/${child.pid}/status`, 'utf8'))[1]) * 1024);
+    } catch {}
+  }, 50);
+  const started = process.hrtime.bigint();
+  const job = await (await fetch(`${url}/_admin/rebalance`, { method: 'POST' })).json();
+  let view;
+  do {
+    await new Promise((r) => setTimeout(r, 200));
+    view = await (await fetch(`${url}/_admin/jobs/${job.id}`)).json();
+  } while (!['succeeded', 'failed', 'cancelled'].includes(view.state));
+  const seconds = Number(process.hrtime.bigint() - started) / 1e9;
+  clearInterval(sample);
+  child.kill('SIGTERM');
+  const c = view.counters;
+  return { seconds, peak, summary: `rebalance ${view.state}: ${c.scanned} scanned, ${c.moved} moved, ${c.skipped} skipped, ${c.failed} failed` };
+}
+
 async function main() {
   startVolumes(PORTS.slice(0, 3));
   const three = urls.slice(0, 3);
@@ -85,6 +117,10 @@ async function main() {
   rows.push(['rebalance --dry-run (+1 volume)', KEYS, dry]);
   const real = await mkv(['-v', urls.join(','), '-r', '2', 'rebalance']);
   rows.push(['rebalance (+1 volume)', KEYS, real]);
+
+  // The same job through the admin API, in a serving process: back to 3 volumes.
+  const served = await serveAndRebalance(three);
+  rows.push(['rebalance via the admin API (-1 volume)', KEYS, served]);
 
   console.log(`\n| job | keys | wall s | keys/s | peak RSS MiB |\n|---|---:|---:|---:|---:|`);
   for (const [name, keys, r] of rows) {
