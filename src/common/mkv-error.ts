@@ -4,7 +4,6 @@ export enum MkvErrorCode {
   NotFound = 'not-found',
   MustUnlinkFirst = 'must-unlink-first',
   KeyConflict = 'key-conflict',
-  KeyBusy = 'key-busy',
   JobConflict = 'job-conflict',
   EmptyValue = 'empty-value',
   NotEnoughVolumes = 'not-enough-volumes',

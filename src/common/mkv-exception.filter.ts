@@ -7,7 +7,6 @@ const STATUS_BY_CODE: Record<MkvErrorCode, number> = {
   [MkvErrorCode.NotFound]: HttpStatus.NOT_FOUND,
   [MkvErrorCode.MustUnlinkFirst]: HttpStatus.FORBIDDEN,
   [MkvErrorCode.KeyConflict]: HttpStatus.CONFLICT,
-  [MkvErrorCode.KeyBusy]: HttpStatus.CONFLICT,
   [MkvErrorCode.JobConflict]: HttpStatus.CONFLICT,
   [MkvErrorCode.EmptyValue]: HttpStatus.LENGTH_REQUIRED,
   [MkvErrorCode.NotEnoughVolumes]: HttpStatus.SERVICE_UNAVAILABLE,

@@ -10,14 +10,6 @@ import { blobUrl, placeKey, rankVolumes } from './rendezvous';
 export class PlacementService {
   constructor(private readonly config: MkvConfig) {}
 
-  get volumes(): readonly string[] {
-    return this.config.volumes;
-  }
-
-  get replicas(): number {
-    return this.config.replicas;
-  }
-
   /** Every volume in this key's placement order (the first R are its replicas). */
   rank(key: string): string[] {
     return rankVolumes(key, this.config.volumes);

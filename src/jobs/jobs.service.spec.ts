@@ -6,15 +6,8 @@ import { IndexModule } from '../index/index.module';
 import type { JobView, PlannedMove } from './job';
 import { JobStore } from './job.store';
 import { JobRun, JobsService } from './jobs.service';
+import { rejection } from '../../test/support/rejection';
 
-async function rejection(promise: Promise<unknown>): Promise<MkvError> {
-  try {
-    await promise;
-  } catch (error) {
-    return error as MkvError;
-  }
-  throw new Error('expected a rejection');
-}
 
 /** A promise the test settles by hand, to hold a runner at a known point. */
 function deferred<T = void>(): { promise: Promise<T>; resolve(value: T): void; reject(error: unknown): void } {

@@ -6,7 +6,6 @@ import { ConfigModule } from '../config/config.module';
 import { ConfigInput, loadConfig } from '../config/load-config';
 import { PlacementService } from '../hashing/placement.service';
 import { VolumeHealth } from '../health/volume-health.service';
-import { rankVolumes } from '../hashing/rendezvous';
 import { IndexModule } from '../index/index.module';
 import { KEY_INDEX, KeyIndex } from '../index/key-index';
 import type { KeyRecord } from '../index/key-record';
@@ -16,6 +15,7 @@ import { KeyLocks } from './key-locks';
 import { KeyWriter } from './key-writer.service';
 import { ReplicaFiles, TEMP_DIR } from './replica-files.service';
 import { KeysService } from './keys.service';
+import { rejection } from '../../test/support/rejection';
 
 const HELLO_MD5 = '5d41402abc4b2a76b9719d911017c592'; // python3: hashlib.md5(b'hello').hexdigest()
 const WORLD_MD5 = '7d793037a0760186574b0282f2f435e7'; // md5('world')
@@ -24,14 +24,6 @@ function body(...chunks: string[]): Readable {
   return Readable.from(chunks.map((chunk) => Buffer.from(chunk)));
 }
 
-async function rejection(promise: Promise<unknown>): Promise<MkvError> {
-  try {
-    await promise;
-  } catch (error) {
-    return error as MkvError;
-  }
-  throw new Error('expected a rejection');
-}
 
 describe(KeyWriter.name, () => {
   let moduleRef: TestingModule;
@@ -145,7 +137,7 @@ describe(KeyWriter.name, () => {
     });
 
     it('deletes the copies left on volumes that are no longer replicas of the key', async () => {
-      const [, , outsider] = rankVolumes('k', placement.volumes);
+      const [, , outsider] = placement.rank('k');
       const old: KeyRecord = { key: 'k', volumes: [outsider], size: 5, md5: HELLO_MD5, state: 'live', createdAt: 1, updatedAt: 1 };
       await index.beginWrite(old, { id: 'old', key: 'k', tempPath: `${TEMP_DIR}/old`, volumes: [outsider], createdAt: 1 });
       await index.finishWrite('old', old);

@@ -12,15 +12,8 @@ import { VOLUME_CLIENT } from '../volumes/volume-client';
 import { KeyLocks } from './key-locks';
 import { KeysService } from './keys.service';
 import { ReplicaFiles } from './replica-files.service';
+import { rejection } from '../../test/support/rejection';
 
-async function rejection(promise: Promise<unknown>): Promise<MkvError> {
-  try {
-    await promise;
-  } catch (error) {
-    return error as MkvError;
-  }
-  throw new Error('expected a rejection');
-}
 
 describe(KeysService.name, () => {
   let moduleRef: TestingModule;

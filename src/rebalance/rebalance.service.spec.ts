@@ -12,14 +12,13 @@ import { blobUrl, placeKey, rankVolumes } from '../hashing/rendezvous';
 import { IndexModule } from '../index/index.module';
 import { KEY_INDEX, KeyIndex } from '../index/key-index';
 import type { KeyRecord } from '../index/key-record';
-import type { JobCounters, PlannedMove } from '../jobs/job';
-import type { JobRun } from '../jobs/jobs.service';
 import { KeyLocks } from '../keys/key-locks';
 import { KeyWriter } from '../keys/key-writer.service';
 import { ReplicaFiles, TEMP_DIR } from '../keys/replica-files.service';
 import { InMemoryVolumeClient } from '../volumes/in-memory-volume.client';
 import { VOLUME_CLIENT } from '../volumes/volume-client';
 import { RebalanceService } from './rebalance.service';
+import { RecordingJobRun } from '../../test/support/recording-job-run';
 
 const [A, B, C, D] = ['http://a:1', 'http://b:2', 'http://c:3', 'http://d:4'];
 const OLD_VOLUMES = [A, B, C];
@@ -27,46 +26,6 @@ const NEW_VOLUMES = [A, B, C, D];
 const REPLICAS = 2;
 const HELLO_MD5 = createHash('md5').update('hello').digest('hex');
 
-/** Collects what a job reports, as JobsService would show it. */
-class FakeRun implements JobRun {
-  readonly id = 'rebalance-spec';
-  readonly controller = new AbortController();
-  readonly counters: JobCounters = { scanned: 0, planned: 0, moved: 0, skipped: 0, failed: 0, bytes: 0 };
-  readonly errors: { key: string; message: string }[] = [];
-  readonly planned: PlannedMove[] = [];
-  readonly phases: { name: string; total: number | null }[] = [];
-  done = 0;
-  /** Cancels the job once this many keys were scanned. */
-  abortAfterScanned?: number;
-
-  constructor(readonly dryRun = false) {}
-
-  get signal(): AbortSignal {
-    return this.controller.signal;
-  }
-
-  phase(name: string, total: number | null): void {
-    this.phases.push({ name, total });
-  }
-
-  advance(done = 1): void {
-    this.done += done;
-  }
-
-  count(counter: keyof JobCounters, amount = 1): void {
-    this.counters[counter] += amount;
-    if (counter === 'scanned' && this.counters.scanned === this.abortAfterScanned) this.controller.abort();
-  }
-
-  fail(key: string, message: string): void {
-    this.counters.failed += 1;
-    this.errors.push({ key, message });
-  }
-
-  async plan(moves: PlannedMove[]): Promise<void> {
-    this.planned.push(...moves);
-  }
-}
 
 /** SQLite's order for keys: their UTF-8 bytes. */
 const byteOrder = (a: string, b: string) => Buffer.compare(Buffer.from(a), Buffer.from(b));
@@ -170,7 +129,7 @@ describe(RebalanceService.name, () => {
     it('plans exactly the keys whose placement changed, touching no volume and no index row', async () => {
       await seedThenAddVolume();
       const before = await allRecords();
-      const run = new FakeRun(true);
+      const run = new RecordingJobRun(true);
       await service.run(run);
 
       const changed = SEEDED_KEYS.filter((key) => !samePlacement(key));
@@ -205,7 +164,7 @@ describe(RebalanceService.name, () => {
       await reopen(NEW_VOLUMES);
       const [first, second] = placeKey('k', NEW_VOLUMES, REPLICAS);
       await storeRecord(hello('k', [second, first]));
-      const run = new FakeRun(true);
+      const run = new RecordingJobRun(true);
       await service.run(run);
       expect(run.planned).toEqual([{ key: 'k', size: 5, from: second, to: [], drop: [] }]);
       expect(run.counters).toMatchObject({ scanned: 1, planned: 1, skipped: 0, bytes: 0 });
@@ -219,7 +178,7 @@ describe(RebalanceService.name, () => {
         await index.beginWrite(record, { id: key, key, tempPath: `${TEMP_DIR}/${key}`, volumes: [], createdAt: 1 });
         await index.finishWrite(key, record);
       }
-      const run = new FakeRun(true);
+      const run = new RecordingJobRun(true);
       await service.run(run);
       expect(run.planned.map((m) => m.key)).toEqual(keys);
       expect(run.counters).toMatchObject({ scanned: 2100, planned: 2100, skipped: 0, bytes: 2100 * 5 * 2 });
@@ -231,7 +190,7 @@ describe(RebalanceService.name, () => {
     it('puts every key exactly on its placement and records its replicas in placement order', async () => {
       await seedThenAddVolume();
       const before = new Map((await allRecords()).map((r) => [r.key, r]));
-      const run = new FakeRun();
+      const run = new RecordingJobRun();
       await service.run(run);
 
       expect(volumes.contents()).toEqual(settled(SEEDED));
@@ -266,7 +225,7 @@ describe(RebalanceService.name, () => {
         if (key) indexAtDelete.push({ url, volumes: (await index.get(key))?.volumes });
         return deleteBlob(url);
       });
-      await service.run(new FakeRun(), { concurrency: 1 });
+      await service.run(new RecordingJobRun(), { concurrency: 1 });
 
       for (const key of changed) {
         const [dropped] = placeKey(key, OLD_VOLUMES, REPLICAS).filter((v) => !placeKey(key, NEW_VOLUMES, REPLICAS).includes(v));
@@ -288,7 +247,7 @@ describe(RebalanceService.name, () => {
       await seedThenAddVolume();
       const [key] = SEEDED_KEYS.filter((k) => !samePlacement(k));
       await index.setState(key, 'unlinked', 300);
-      await service.run(new FakeRun());
+      await service.run(new RecordingJobRun());
       expect(await index.get(key)).toMatchObject({ state: 'unlinked', volumes: placeKey(key, NEW_VOLUMES, REPLICAS), updatedAt: 300 });
       expect(volumes.contents()).toEqual(settled(SEEDED));
     });
@@ -298,7 +257,7 @@ describe(RebalanceService.name, () => {
       const [first, second] = placeKey('k', NEW_VOLUMES, REPLICAS);
       await storeRecord(hello('k', [second, first]));
       volumes.requests.length = 0;
-      const run = new FakeRun();
+      const run = new RecordingJobRun();
       await service.run(run);
       expect(volumes.requests).toEqual([]);
       expect((await index.get('k'))?.volumes).toEqual([first, second]);
@@ -307,9 +266,9 @@ describe(RebalanceService.name, () => {
 
     it('does nothing the second time', async () => {
       await seedThenAddVolume();
-      await service.run(new FakeRun());
+      await service.run(new RecordingJobRun());
       volumes.requests.length = 0;
-      const again = new FakeRun();
+      const again = new RecordingJobRun();
       await service.run(again);
       expect(volumes.requests).toEqual([]);
       expect(again.counters).toEqual({ scanned: SEEDED_KEYS.length, planned: 0, moved: 0, skipped: SEEDED_KEYS.length, failed: 0, bytes: 0 });
@@ -317,7 +276,7 @@ describe(RebalanceService.name, () => {
 
     it('places copies in their subvolume directories', async () => {
       await seedThenAddVolume(SEEDED, 16);
-      await service.run(new FakeRun());
+      await service.run(new RecordingJobRun());
       expect(volumes.contents()).toEqual(settled(SEEDED, 16));
       expect(Object.keys(volumes.contents()).every((url) => /^http:\/\/[a-d]:[1-4]\/sv[0-9A-F]{2}\//.test(url))).toBe(true);
     });
@@ -340,7 +299,7 @@ describe(RebalanceService.name, () => {
       volumes.unreachable.add(sources[0]);
       volumes.requests.length = 0;
 
-      const run = new FakeRun();
+      const run = new RecordingJobRun();
       await service.run(run);
 
       expect(run.errors).toEqual([{ key: 'k', message: expect.stringContaining(`GET ${placement.blobUrl('k', sources[0])}`) }]);
@@ -360,7 +319,7 @@ describe(RebalanceService.name, () => {
       await storeRecord(hello('k', [sources[0]]));
       volumes.failingPuts.set(targets[1], 'after-body');
 
-      const run = new FakeRun();
+      const run = new RecordingJobRun();
       await service.run(run);
       expect(run.errors).toEqual([{ key: 'k', message: expect.stringContaining('507') }]);
       expect((await index.get('k'))?.volumes).toEqual([targets[0], sources[0]]);
@@ -370,7 +329,7 @@ describe(RebalanceService.name, () => {
       });
 
       volumes.failingPuts.clear();
-      const again = new FakeRun();
+      const again = new RecordingJobRun();
       await service.run(again);
       expect(again.errors).toEqual([]);
       expect(again.counters).toMatchObject({ moved: 1, failed: 0, bytes: 5 });
@@ -386,7 +345,7 @@ describe(RebalanceService.name, () => {
       await storeRecord(hello('k', sources), { [sources[0]]: bad });
       volumes.requests.length = 0;
 
-      const run = new FakeRun();
+      const run = new RecordingJobRun();
       await service.run(run);
       expect(run.errors).toEqual([]);
       expect(volumes.contents()).toEqual(Object.fromEntries(targets.map((v) => [placement.blobUrl('k', v), 'hello'])));
@@ -405,7 +364,7 @@ describe(RebalanceService.name, () => {
       const record = hello('k', sources);
       await storeRecord(record, { [sources[0]]: bad, [sources[1]]: bad });
 
-      const run = new FakeRun();
+      const run = new RecordingJobRun();
       await service.run(run);
       expect(run.errors).toEqual([{ key: 'k', message: `copy from ${sources[1]} ${reason}` }]);
       expect(await index.get('k')).toEqual(record);
@@ -418,7 +377,7 @@ describe(RebalanceService.name, () => {
       await storeRecord(hello('k', [sources[0]], { md5: '' }), { [sources[0]]: 'hellx' });
       await storeRecord(hello('short', [farFromHome('short').sources[0]], { md5: '' }), { [farFromHome('short').sources[0]]: 'hell' });
 
-      const run = new FakeRun();
+      const run = new RecordingJobRun();
       await service.run(run);
       expect(volumes.blobs.get(placement.blobUrl('k', targets[0]))?.toString()).toBe('hellx');
       expect((await index.get('k'))?.volumes).toEqual(targets);
@@ -431,7 +390,7 @@ describe(RebalanceService.name, () => {
     it('stops before the next key once the signal is aborted', async () => {
       await seedThenAddVolume();
       const before = await allRecords();
-      const run = new FakeRun();
+      const run = new RecordingJobRun();
       run.abortAfterScanned = 1;
       await service.run(run, { concurrency: 1 });
 
@@ -446,7 +405,7 @@ describe(RebalanceService.name, () => {
     it('does nothing when cancelled before it starts', async () => {
       await seedThenAddVolume();
       const before = await allRecords();
-      const run = new FakeRun();
+      const run = new RecordingJobRun();
       run.controller.abort();
       await service.run(run);
       expect(run.counters.scanned).toBe(0);
@@ -462,7 +421,7 @@ describe(RebalanceService.name, () => {
         await index.beginWrite(record, { id: key, key, tempPath: `${TEMP_DIR}/${key}`, volumes: [], createdAt: 1 });
         await index.finishWrite(key, record);
       }
-      const run = new FakeRun(true);
+      const run = new RecordingJobRun(true);
       run.abortAfterScanned = 10;
       await service.run(run);
       expect(run.counters.scanned).toBe(1000);

@@ -7,58 +7,16 @@ import { blobUrl, encodeKeyPath, placeKey, rankVolumes, subvolumeDir, subvolumeO
 import { IndexModule } from '../index/index.module';
 import { KEY_INDEX, KeyIndex } from '../index/key-index';
 import type { KeyRecord } from '../index/key-record';
-import type { JobCounters, PlannedMove } from '../jobs/job';
-import type { JobRun } from '../jobs/jobs.service';
 import { TEMP_DIR } from '../keys/replica-files.service';
 import { InMemoryVolumeClient } from '../volumes/in-memory-volume.client';
 import { VOLUME_CLIENT, VolumeEntry, VolumeError } from '../volumes/volume-client';
 import { RebuildService } from './rebuild.service';
+import { RecordingJobRun } from '../../test/support/recording-job-run';
 
 const VOLUMES = ['http://a:1', 'http://b:2', 'http://c:3'];
 const [A] = VOLUMES;
 const REPLICAS = 2;
 
-/** Collects what a job reports, as JobsService would show it. */
-class FakeRun implements JobRun {
-  readonly id = 'rebuild-spec';
-  readonly dryRun = false;
-  readonly controller = new AbortController();
-  readonly counters: JobCounters = { scanned: 0, planned: 0, moved: 0, skipped: 0, failed: 0, bytes: 0 };
-  readonly errors: { key: string; message: string }[] = [];
-  readonly phases: { name: string; total: number | null }[] = [];
-  done = 0;
-  /** Cancels the job once this many files were scanned. */
-  abortAfterScanned?: number;
-  /** Cancels the job when it enters this phase. */
-  abortOnPhase?: string;
-
-  get signal(): AbortSignal {
-    return this.controller.signal;
-  }
-
-  phase(name: string, total: number | null): void {
-    this.phases.push({ name, total });
-    if (name === this.abortOnPhase) this.controller.abort();
-  }
-
-  advance(done = 1): void {
-    this.done += done;
-  }
-
-  count(counter: keyof JobCounters, amount = 1): void {
-    this.counters[counter] += amount;
-    if (counter === 'scanned' && this.counters.scanned === this.abortAfterScanned) this.controller.abort();
-  }
-
-  fail(key: string, message: string): void {
-    this.counters.failed += 1;
-    this.errors.push({ key, message });
-  }
-
-  async plan(_moves: PlannedMove[]): Promise<void> {
-    throw new Error('a rebuild plans nothing');
-  }
-}
 
 /** A volume whose listing shows dot-names too, which nginx's autoindex hides. */
 class ListingDotFiles extends InMemoryVolumeClient {
@@ -89,7 +47,6 @@ describe(RebuildService.name, () => {
   let moduleRef: TestingModule;
   let service: RebuildService;
   let index: KeyIndex;
-  let placement: PlacementService;
   let volumes: InMemoryVolumeClient;
   let subvolumes: number;
 
@@ -104,7 +61,6 @@ describe(RebuildService.name, () => {
     moduleRef.useLogger(false); // skipped files are logged by design
     service = moduleRef.get(RebuildService);
     index = moduleRef.get<KeyIndex>(KEY_INDEX);
-    placement = moduleRef.get(PlacementService);
   }
 
   afterEach(async () => {
@@ -156,7 +112,7 @@ describe(RebuildService.name, () => {
 
     it('indexes exactly the keys the volumes hold, with their sizes and replicas in placement order', async () => {
       putBlobs(VALUES);
-      const run = new FakeRun();
+      const run = new RecordingJobRun();
       await service.run(run);
 
       expect(await allRecords()).toEqual(expected(VALUES));
@@ -172,13 +128,13 @@ describe(RebuildService.name, () => {
       const key = [...Array(100).keys()].map((i) => `k${i}`).find((k) => rankVolumes(k, VOLUMES)[2] === A)!;
       const ranked = rankVolumes(key, VOLUMES);
       putBlobs({ [key]: 'value' }, () => [ranked[2], ranked[0]]);
-      await service.run(new FakeRun());
+      await service.run(new RecordingJobRun());
       expect((await index.get(key))?.volumes).toEqual([ranked[0], ranked[2]]);
     });
 
     it('makes the keys answer through the serving index after the swap', async () => {
       putBlobs(VALUES);
-      await service.run(new FakeRun());
+      await service.run(new RecordingJobRun());
       expect(await index.list({ prefix: 'dir/', limit: 10, state: 'live' })).toEqual(['dir/file', 'dir/sub/deeper/still/deepest.bin']);
       expect(await index.get('ünïcödé/ключ/😀')).toMatchObject({ size: Buffer.byteLength('unicode') });
       expect(await index.count()).toBe(KEYS.length);
@@ -193,7 +149,7 @@ describe(RebuildService.name, () => {
       await store({ key: 'plain', volumes: [A], size: 11, md5: 'known-md5', state: 'unlinked', createdAt: 5, updatedAt: 6 });
       await store({ key: 'a/b', volumes: [A], size: 99, md5: 'stale-md5', state: 'live', createdAt: 7, updatedAt: 8 });
       putBlobs(VALUES);
-      const run = new FakeRun();
+      const run = new RecordingJobRun();
       await service.run(run);
 
       expect(await index.get('vanished')).toBeUndefined();
@@ -214,7 +170,7 @@ describe(RebuildService.name, () => {
         yield* list(url);
         if (url === `${VOLUMES[VOLUMES.length - 1]}/`) await index.finishWrite(intent.id, record);
       });
-      await service.run(new FakeRun());
+      await service.run(new RecordingJobRun());
       expect(await index.get('late')).toEqual(record);
     });
 
@@ -222,7 +178,7 @@ describe(RebuildService.name, () => {
       const targets = placeKey('mid-write', VOLUMES, REPLICAS);
       const record: KeyRecord = { key: 'mid-write', volumes: targets, size: 5, md5: 'md5', state: 'live', createdAt: 1, updatedAt: 1 };
       expect(await index.beginWrite(record, { id: 'w', key: 'mid-write', tempPath: `${TEMP_DIR}/w`, volumes: targets, createdAt: 1 })).toBeUndefined();
-      await service.run(new FakeRun());
+      await service.run(new RecordingJobRun());
       expect(await index.get('mid-write')).toEqual(record);
     });
 
@@ -234,7 +190,7 @@ describe(RebuildService.name, () => {
       jest.spyOn(volumes, 'list').mockImplementation(async function* (url: string) {
         for await (const entry of list(url)) yield { ...entry, mtime: mtimes[entry.name] ?? 0 };
       });
-      const run = new FakeRun();
+      const run = new RecordingJobRun();
       await service.run(run);
       expect((await allRecords()).map((r) => r.key)).toEqual(['p/q', 'x']);
       expect(run.errors.map((e) => e.key).sort()).toEqual(['p', 'x/y']);
@@ -250,7 +206,7 @@ describe(RebuildService.name, () => {
       jest.spyOn(volumes, 'list').mockImplementation(async function* (url: string) {
         for await (const entry of list(url)) yield { ...entry, mtime: url.startsWith(second) ? 2000 : 1000 };
       });
-      await service.run(new FakeRun());
+      await service.run(new RecordingJobRun());
       expect(await index.get('k')).toMatchObject({ volumes: [second], size: 11, updatedAt: 2000, createdAt: 1000 });
     });
 
@@ -258,7 +214,7 @@ describe(RebuildService.name, () => {
       putBlobs({ k: 'value' });
       volumes.blobs.set(`${A}${TEMP_DIR}/5e1c0f4e-1111-2222-3333-444455556666`, Buffer.from('upload'));
       volumes.blobs.set(`${A}/dir/.hidden`, Buffer.from('hid'));
-      const run = new FakeRun();
+      const run = new RecordingJobRun();
       await service.run(run);
       expect((await allRecords()).map((r) => r.key)).toEqual(['k']);
       expect(run.counters).toMatchObject({ scanned: REPLICAS, skipped: 0 });
@@ -271,7 +227,7 @@ describe(RebuildService.name, () => {
       const invalid = ['_admin/reserved', 'control\u0001char', `${'x'.repeat(256)}/too-long-segment`, `${'y/'.repeat(520)}z`];
       for (const key of invalid) volumes.blobs.set(`${A}/${encodeKeyPath(key)}`, Buffer.from('bad'));
 
-      const run = new FakeRun();
+      const run = new RecordingJobRun();
       await service.run(run);
       expect(await allRecords()).toEqual([{ key: 'dir/ok', volumes: [A], size: 4, md5: '', state: 'live', createdAt: 0, updatedAt: 0 }]);
       expect(run.counters).toMatchObject({ scanned: 1 + 2 + invalid.length, skipped: 2 + invalid.length, moved: 1, failed: 0 });
@@ -279,7 +235,7 @@ describe(RebuildService.name, () => {
 
     it('rebuilds an empty index from empty volumes', async () => {
       await store({ key: 'gone', volumes: [A], size: 3, md5: 'x', state: 'live', createdAt: 1, updatedAt: 2 });
-      const run = new FakeRun();
+      const run = new RecordingJobRun();
       await service.run(run);
       expect(await allRecords()).toEqual([]);
       expect(run.counters).toMatchObject({ scanned: 0, moved: 0 });
@@ -298,7 +254,7 @@ describe(RebuildService.name, () => {
       volumes.blobs.set(`${A}/top-level`, Buffer.from('no subvolume'));
       volumes.blobs.set(`${A}/not-sv/x`, Buffer.from('no subvolume'));
 
-      const run = new FakeRun();
+      const run = new RecordingJobRun();
       await service.run(run);
       expect(await allRecords()).toEqual(expected(VALUES));
       expect(run.counters).toMatchObject({ scanned: KEYS.length * REPLICAS + 3, skipped: 3, moved: KEYS.length });
@@ -307,7 +263,7 @@ describe(RebuildService.name, () => {
     it('indexes a blob under the right /svXX of a volume placement does not pick', async () => {
       const outsider = rankVolumes('k', VOLUMES)[2];
       volumes.blobs.set(blobUrl('k', outsider, 16), Buffer.from('stray'));
-      await service.run(new FakeRun());
+      await service.run(new RecordingJobRun());
       expect(await index.get('k')).toMatchObject({ volumes: [outsider], size: 5 });
     });
   });
@@ -324,7 +280,7 @@ describe(RebuildService.name, () => {
 
     it('and rejects when a volume cannot be listed', async () => {
       volumes.unreachable.add(VOLUMES[1]);
-      const run = new FakeRun();
+      const run = new RecordingJobRun();
       const error = await service.run(run).then(
         () => undefined,
         (e: unknown) => e,
@@ -341,13 +297,13 @@ describe(RebuildService.name, () => {
         if (url === `${VOLUMES[2]}/dir/`) throw VolumeError.status('GET', url, 500);
         yield* list(url);
       });
-      await expect(service.run(new FakeRun())).rejects.toThrow(`GET ${VOLUMES[2]}/dir/: volume answered 500`);
+      await expect(service.run(new RecordingJobRun())).rejects.toThrow(`GET ${VOLUMES[2]}/dir/: volume answered 500`);
       expect(await allRecords()).toEqual(before);
       expect(await stagingLeft()).toEqual([]);
     });
 
     it.each([1, 3, 7])('when cancelled while listing (after %i files)', async (files) => {
-      const run = new FakeRun();
+      const run = new RecordingJobRun();
       run.abortAfterScanned = files;
       await service.run(run);
       expect(run.counters.scanned).toBeGreaterThanOrEqual(files);
@@ -358,7 +314,7 @@ describe(RebuildService.name, () => {
     });
 
     it('when cancelled while ordering replicas', async () => {
-      const run = new FakeRun();
+      const run = new RecordingJobRun();
       run.abortOnPhase = 'ordering replicas';
       await service.run(run);
       expect(run.counters.scanned).toBe(KEYS.length * REPLICAS);
@@ -368,7 +324,7 @@ describe(RebuildService.name, () => {
     });
 
     it('when cancelled before it starts', async () => {
-      const run = new FakeRun();
+      const run = new RecordingJobRun();
       run.controller.abort();
       await service.run(run);
       expect(volumes.requests).toEqual([]);
@@ -378,9 +334,9 @@ describe(RebuildService.name, () => {
 
     it('and a rebuild after a failed one works', async () => {
       volumes.unreachable.add(VOLUMES[1]);
-      await expect(service.run(new FakeRun())).rejects.toBeInstanceOf(VolumeError);
+      await expect(service.run(new RecordingJobRun())).rejects.toBeInstanceOf(VolumeError);
       volumes.unreachable.clear();
-      await service.run(new FakeRun());
+      await service.run(new RecordingJobRun());
       expect(await allRecords()).toEqual(expected(VALUES));
     });
   });
