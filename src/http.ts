@@ -1,7 +1,7 @@
 import { NestFactory } from '@nestjs/core';
 import { FastifyAdapter, NestFastifyApplication } from '@nestjs/platform-fastify';
 import { DocumentBuilder, SwaggerModule } from '@nestjs/swagger';
-import { Logger } from 'nestjs-pino';
+import { MkvLogger } from './logging/mkv-logger';
 import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify';
 import { randomUUID } from 'node:crypto';
 import type { IncomingMessage } from 'node:http';
@@ -66,7 +66,7 @@ export async function createServer(config: MkvConfig): Promise<NestFastifyApplic
     bodyParser: false,
     bufferLogs: true,
   });
-  app.useLogger(app.get(Logger));
+  app.useLogger(app.get(MkvLogger));
   const openApi = new DocumentBuilder()
     .setTitle('mkv admin API')
     .setDescription('Jobs (rebuild, rebalance), volume health, readiness and metrics. The key API is described in the README.')

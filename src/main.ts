@@ -29,12 +29,12 @@ function buildProgram(): Command {
     .action(async (options: ConfigInput, command: Command) => {
       const config = loadConfig({ ...command.parent!.opts<ConfigInput>(), ...options }, process.env);
       // Loaded here, not at the top, so --help and bad options answer without booting Nest.
-      const [{ createServer }, { Logger }] = await Promise.all([import('./http'), import('nestjs-pino')]);
+      const [{ createServer }, { MkvLogger }] = await Promise.all([import('./http'), import('./logging/mkv-logger')]);
       const app = await createServer(config);
       await app.listen(config.port, config.host);
       const address = app.getHttpServer().address();
       const port = typeof address === 'object' && address ? address.port : config.port;
-      app.get(Logger).log(
+      app.get(MkvLogger).log(
         `mkv listening on http://${config.host}:${port} (index ${config.db}, ${config.volumes.length} volumes, ${config.replicas} replicas)`,
         'mkv',
       );

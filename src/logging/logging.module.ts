@@ -1,6 +1,7 @@
 import { Module } from '@nestjs/common';
 import { LoggerModule } from 'nestjs-pino';
 import { MkvConfig } from '../config/mkv-config';
+import { MkvLogger } from './mkv-logger';
 
 /**
  * Structured JSON logs (pino) with a request id on every line a request
@@ -21,5 +22,7 @@ import { MkvConfig } from '../config/mkv-config';
       }),
     }),
   ],
+  providers: [MkvLogger],
+  exports: [MkvLogger],
 })
 export class LoggingModule {}
