@@ -4,6 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ConfigInput, loadConfig } from '../../src/config/load-config';
 import type { MkvConfig } from '../../src/config/mkv-config';
+import { HealthChecker } from '../../src/health/health-checker.service';
 import { createServer } from '../../src/http';
 
 /** The real ServerModule on a free port, over a real SQLite file in a temp dir. */
@@ -22,7 +23,8 @@ export class TestServer {
     const ownsDir = options.dir === undefined;
     const dir = options.dir ?? mkdtempSync(join(tmpdir(), 'mkv-index-'));
     mkdirSync(dir, { recursive: true });
-    const config = loadConfig({ db: join(dir, 'index.db'), replicas: 2, logLevel: 'error', ...options, port: 0, host: '127.0.0.1' });
+    // Probes every 0.1 s by default, so a test sees a stopped or restarted volume's state settle fast.
+    const config = loadConfig({ db: join(dir, 'index.db'), replicas: 2, logLevel: 'error', healthInterval: 0.1, ...options, port: 0, host: '127.0.0.1' });
     const app = await createServer(config);
     await app.listen(0, '127.0.0.1');
     const { port } = app.getHttpServer().address() as { port: number };
@@ -31,6 +33,13 @@ export class TestServer {
 
   get dbPath(): string {
     return this.config.db;
+  }
+
+  /** Probes every volume now, twice (what it takes to bring a down volume back up). */
+  async settleHealth(): Promise<void> {
+    const checker = this.app.get(HealthChecker);
+    await checker.probeAll();
+    await checker.probeAll();
   }
 
   async stop(): Promise<void> {
