@@ -1,12 +1,12 @@
 import { NestFactory } from '@nestjs/core';
 import { FastifyAdapter, NestFastifyApplication } from '@nestjs/platform-fastify';
 import { DocumentBuilder, SwaggerModule } from '@nestjs/swagger';
-import { MkvLogger } from './logging/mkv-logger';
 import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify';
 import { randomUUID } from 'node:crypto';
 import type { IncomingMessage } from 'node:http';
 import { MkvConfig } from './config/mkv-config';
 import { invalidKey } from './keys/key-path';
+import { MkvLogger } from './logging/mkv-logger';
 import { ServerModule } from './server.module';
 
 const UNLINK = Symbol('mkv.unlink');
@@ -30,9 +30,6 @@ export function streamingAdapter(): FastifyAdapter {
     // The caller's X-Request-Id, or a new one; every log line of the request carries it.
     requestIdHeader: 'x-request-id',
     genReqId: () => randomUUID(),
-    // Nest has no decorator for a custom method such as UNLINK, so it reaches
-    // the DELETE route marked on the raw request (the mark cannot be forged by
-    // a header or query).
     // A path the router cannot even decode never reaches Nest; answer it in
     // the API's words rather than Fastify's JSON.
     frameworkErrors(error: FastifyError, _request: FastifyRequest, reply: FastifyReply) {
@@ -42,6 +39,9 @@ export function streamingAdapter(): FastifyAdapter {
         .header('content-type', 'text/plain; charset=utf-8')
         .send(badUrl ? invalidKey('bad percent-encoding').message : error.message);
     },
+    // Nest has no decorator for a custom method such as UNLINK, so it reaches
+    // the DELETE route marked on the raw request (the mark cannot be forged by
+    // a header or query).
     rewriteUrl(req: IncomingMessage) {
       if (req.method === 'UNLINK') {
         (req as IncomingMessage & { [UNLINK]?: boolean })[UNLINK] = true;
