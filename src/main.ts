@@ -1,7 +1,7 @@
 import 'reflect-metadata';
 import { Command, CommanderError, Option } from 'commander';
 import { CONFIG_DEFAULTS, ConfigError, ConfigInput, loadConfig } from './config/load-config';
-import { DEFAULT_REBALANCE_CONCURRENCY } from './rebalance/rebalance.service';
+import { DEFAULT_REBALANCE_CONCURRENCY } from './rebalance/rebalance-defaults';
 
 /** Bad usage exits 2 (as a shell builtin would), failures at run time exit 1. */
 const EXIT_USAGE = 2;

@@ -10,8 +10,8 @@ import type { JobRun } from '../jobs/jobs.service';
 import { KeyLocks } from '../keys/key-locks';
 import { ReplicaFiles } from '../keys/replica-files.service';
 import { VOLUME_CLIENT, VolumeClient } from '../volumes/volume-client';
+import { DEFAULT_REBALANCE_CONCURRENCY } from './rebalance-defaults';
 
-export const DEFAULT_REBALANCE_CONCURRENCY = 8;
 const PAGE_SIZE = 1000;
 
 /** What placement wants for a key compared with where the index says it is. */
