@@ -1,30 +1,13 @@
-import Database from 'better-sqlite3';
 import { readdirSync, rmSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { placeKey } from '../src/hashing/rendezvous';
+import { IndexRow, readIndexRows } from './support/index-rows';
 import { runMkv } from './support/cli';
 import { http, keyUrl } from './support/http';
 import { TestServer } from './support/server';
 import { TestVolume, TestVolumes } from './support/volumes';
 
-interface Row {
-  key: string;
-  volumes: string;
-  size: number;
-  md5: string;
-  state: string;
-  created_at: number;
-  updated_at: number;
-}
 
-function snapshot(dbPath: string): Row[] {
-  const db = new Database(dbPath, { readonly: true, fileMustExist: true });
-  try {
-    return db.prepare('SELECT * FROM keys ORDER BY key').all() as Row[];
-  } finally {
-    db.close();
-  }
-}
 
 /** key -> bytes of every blob a volume holds on disk (dot-names are mkv's and nginx's own). */
 function filesOn(volume: TestVolume): Map<string, string> {
@@ -94,7 +77,7 @@ describe('mkv rebuild and rebalance', () => {
     });
 
     /** What moving to the 4-volume placement takes, from the index as it stands. */
-    function expectedPlan(rows: Row[]) {
+    function expectedPlan(rows: IndexRow[]) {
       const pairs = new Map<string, { keys: number; bytes: number }>();
       let keys = 0;
       let bytes = 0;
@@ -114,7 +97,7 @@ describe('mkv rebuild and rebalance', () => {
     }
 
     it('--dry-run prints the plan per volume pair, exits 0 and changes nothing', () => {
-      const rowsBefore = snapshot(db);
+      const rowsBefore = readIndexRows(db);
       const filesBefore = volumes.list.map(filesOn);
       const plan = expectedPlan(rowsBefore);
       expect(plan.keys).toBeGreaterThan(0);
@@ -128,13 +111,13 @@ describe('mkv rebuild and rebalance', () => {
       for (const line of pairLines) expect(line).toContain(` -> ${volumes.list[3].url}: `);
       expect(stderr).toMatch(/^rebalance succeeded: planning \d+\/\d+ \(100%\), /m);
 
-      expect(snapshot(db)).toEqual(rowsBefore);
+      expect(readIndexRows(db)).toEqual(rowsBefore);
       expect(volumes.list.map(filesOn)).toEqual(filesBefore);
       expect(filesOn(volumes.list[3]).size).toBe(0);
     });
 
     it('moves the keys to their new placement, exits 0, and reports progress on stderr only', () => {
-      const plan = expectedPlan(snapshot(db));
+      const plan = expectedPlan(readIndexRows(db));
       const { status, stdout, stderr } = cli('--concurrency', '3');
       expect(status).toBe(0);
       expect(SUMMARY('rebalance', 'succeeded').exec(stdout)?.[1]).toBe(
@@ -145,7 +128,7 @@ describe('mkv rebuild and rebalance', () => {
       expect(stderr).not.toMatch(/[\r\x1b]/);
       expect(stdout).not.toMatch(/moving/);
 
-      const rows = snapshot(db);
+      const rows = readIndexRows(db);
       expect(rows.map((r) => r.key).sort()).toEqual([...KEYS].sort());
       for (const row of rows) expect(row.volumes).toBe(placeKey(row.key, volumes.urls, 2).join(','));
       // Exactly the placement's replicas hold each key, byte for byte; the dropped copies are gone.
@@ -204,7 +187,7 @@ describe('mkv rebuild and rebalance', () => {
 
     it('exits 1, names each key it could not copy on stderr, and moves the others', () => {
       const [down, up, added] = volumes.list;
-      const before = new Map(snapshot(db).map((row) => [row.key, row]));
+      const before = new Map(readIndexRows(db).map((row) => [row.key, row]));
       const { status, stdout, stderr } = runMkv(['-d', db, '-v', volumes.urls.join(','), '-r', '1', 'rebalance']);
       expect(status).toBe(1);
       expect(SUMMARY('rebalance', 'failed').exec(stdout)?.[1]).toMatch(/^9 scanned, 3 moved, 3 skipped, 3 failed, \d+ bytes$/);
@@ -213,7 +196,7 @@ describe('mkv rebuild and rebalance', () => {
       expect(failures.map((line) => line.split(': ')[1]).sort()).toEqual([...fromDown].sort());
       for (const line of failures) expect(line).toMatch(new RegExp(`^failed: (src/\\d+): GET ${escape(down.url)}/\\1: connect ECONNREFUSED`));
 
-      const after = new Map(snapshot(db).map((row) => [row.key, row]));
+      const after = new Map(readIndexRows(db).map((row) => [row.key, row]));
       for (const key of fromDown) expect(after.get(key)).toEqual(before.get(key));
       for (const key of fromUp) {
         expect(after.get(key)!.volumes).toBe(added.url);
@@ -240,8 +223,8 @@ describe('mkv rebuild and rebalance', () => {
     });
 
     it('from the volumes alone exits 0 and reproduces the keys', () => {
-      const placement = (rows: Row[]) => rows.map(({ key, volumes, size, state }) => ({ key, volumes, size, state }));
-      const before = placement(snapshot(db));
+      const placement = (rows: IndexRow[]) => rows.map(({ key, volumes, size, state }) => ({ key, volumes, size, state }));
+      const before = placement(readIndexRows(db));
       for (const suffix of ['', '-wal', '-shm']) rmSync(`${db}${suffix}`, { force: true });
 
       const { status, stdout, stderr } = cli();
@@ -249,12 +232,12 @@ describe('mkv rebuild and rebalance', () => {
       expect(SUMMARY('rebuild', 'succeeded').exec(stdout)?.[1]).toBe(`${KEYS.length * 2} scanned, ${KEYS.length} moved, 0 skipped, 0 failed, 0 bytes`);
       expect(stderr).toMatch(/^rebuild succeeded: swapping in the new index 1\/1 \(100%\), /m);
       expect(stdout).not.toMatch(/swapping/);
-      expect(placement(snapshot(db))).toEqual(before);
+      expect(placement(readIndexRows(db))).toEqual(before);
       expect(statSync(db).size).toBeGreaterThan(0);
     });
 
     it('with a volume down exits 1 with the error on stderr and leaves the index as it was', async () => {
-      const before = snapshot(db);
+      const before = readIndexRows(db);
       const down = volumes.list[2];
       await down.stop();
       try {
@@ -262,7 +245,7 @@ describe('mkv rebuild and rebalance', () => {
         expect(status).toBe(1);
         expect(SUMMARY('rebuild', 'failed').exec(stdout)).not.toBeNull();
         expect(stderr).toMatch(new RegExp(`^error: GET ${escape(down.url)}/: connect ECONNREFUSED`, 'm'));
-        expect(snapshot(db)).toEqual(before);
+        expect(readIndexRows(db)).toEqual(before);
       } finally {
         await down.start();
       }

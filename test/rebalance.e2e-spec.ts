@@ -1,4 +1,3 @@
-import Database from 'better-sqlite3';
 import { randomBytes } from 'node:crypto';
 import { once } from 'node:events';
 import { readdirSync, readFileSync } from 'node:fs';
@@ -7,6 +6,7 @@ import { blobUrl, placeKey } from '../src/hashing/rendezvous';
 import { TERMINAL_STATES, type JobView, type PlannedMove } from '../src/jobs/job';
 import { ServerProcess } from './support/cli';
 import { http, keyUrl, md5, type TestResponse } from './support/http';
+import { readIndexRows } from './support/index-rows';
 import { pollUntil } from './support/poll-until';
 import { TestServer } from './support/server';
 import { freePort, TestVolume, TestVolumes } from './support/volumes';
@@ -15,15 +15,6 @@ const R = 2;
 
 type Values = Map<string, Buffer>;
 
-interface KeyRow {
-  key: string;
-  volumes: string;
-  size: number;
-  md5: string;
-  state: string;
-  created_at: number;
-  updated_at: number;
-}
 
 /** Real nginx volumes and the real server over one SQLite file that outlives restarts. */
 class Cluster {
@@ -171,18 +162,9 @@ function snapshotVolumes(volumes: TestVolumes): Record<string, string> {
   return snapshot;
 }
 
-/** The index as an operator's sqlite3 shell sees it, on a read-only second connection. */
-function indexRows(dbPath: string): KeyRow[] {
-  const db = new Database(dbPath, { readonly: true });
-  try {
-    return db.prepare('SELECT * FROM keys ORDER BY key').all() as KeyRow[];
-  } finally {
-    db.close();
-  }
-}
 
 function indexVolumes(dbPath: string): Map<string, string[]> {
-  return new Map(indexRows(dbPath).map((row) => [row.key, row.volumes.split(',')]));
+  return new Map(readIndexRows(dbPath).map((row) => [row.key, row.volumes.split(',')]));
 }
 
 const sortedKeys = (keys: Iterable<string>) => [...keys].sort();
@@ -214,7 +196,7 @@ function expectOnPlacement(cluster: Cluster, values: Values, { tolerate = 0 } = 
   }
   if (tolerate === 0) expect({ strays, uploads }).toEqual({ strays: [], uploads: [] });
   else expect(strays.length + uploads.length).toBeLessThanOrEqual(tolerate);
-  const rows = indexRows(cluster.server.dbPath);
+  const rows = readIndexRows(cluster.server.dbPath);
   expect(sortedKeys(rows.map((row) => row.key))).toEqual(sortedKeys(values.keys()));
   expect(rows.map(({ key, volumes, size, md5: sum, state }) => ({ key, volumes, size, md5: sum, state }))).toEqual(
     rows.map(({ key }) => {
@@ -282,7 +264,7 @@ describe('rebalance', () => {
       expect(moves.size).toBeGreaterThan(values.size / 4); // with R=2 about half the keys get the new volume
       const volumesBefore = snapshotVolumes(cluster.volumes);
       expect(Object.keys(volumesBefore)).toHaveLength(values.size * R);
-      const indexBefore = indexRows(cluster.server.dbPath);
+      const indexBefore = readIndexRows(cluster.server.dbPath);
 
       const res = await http('POST', `${cluster.server.url}/_admin/rebalance?dryRun=true`);
       expect(res.status).toBe(202);
@@ -331,12 +313,12 @@ describe('rebalance', () => {
       for (const entry of entries) expect(entry).toEqual(moves.get(entry.key));
 
       expect(snapshotVolumes(cluster.volumes)).toEqual(volumesBefore);
-      expect(indexRows(cluster.server.dbPath)).toEqual(indexBefore);
+      expect(readIndexRows(cluster.server.dbPath)).toEqual(indexBefore);
       expect((await listJobs(cluster.server)).find((job) => job.id === view.id)?.state).toBe('succeeded');
     });
 
     it('the real run puts every key on exactly its placement volumes and nowhere else', async () => {
-      const indexBefore = new Map(indexRows(cluster.server.dbPath).map((row) => [row.key, row]));
+      const indexBefore = new Map(readIndexRows(cluster.server.dbPath).map((row) => [row.key, row]));
       const view = await runRebalance(cluster.server, 'dryRun=false');
 
       expect(view).toMatchObject({ kind: 'rebalance', dryRun: false, state: 'succeeded', errors: [] });
@@ -355,7 +337,7 @@ describe('rebalance', () => {
 
       expectOnPlacement(cluster, values);
       // A move changes where the replicas are, not the value: times stay.
-      for (const row of indexRows(cluster.server.dbPath)) {
+      for (const row of readIndexRows(cluster.server.dbPath)) {
         const old = indexBefore.get(row.key)!;
         expect([row.key, row.created_at, row.updated_at]).toEqual([row.key, old.created_at, old.updated_at]);
       }
@@ -589,7 +571,7 @@ describe('rebalance', () => {
       expect(JSON.parse(again.text)).toEqual(view);
 
       expectIndexAgreesWithVolumes(cluster, values);
-      const rows = indexRows(cluster.server.dbPath);
+      const rows = readIndexRows(cluster.server.dbPath);
       expect(rows.map((row) => [row.key, row.md5])).toEqual(rows.map((row) => [row.key, md5(values.get(row.key)!)]));
 
       const later = await runRebalance(cluster.server);

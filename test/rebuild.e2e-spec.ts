@@ -4,22 +4,12 @@ import { join } from 'node:path';
 import { blobUrl, placeKey, subvolumeDir, subvolumeOf } from '../src/hashing/rendezvous';
 import { JobView, TERMINAL_STATES } from '../src/jobs/job';
 import { http, keyUrl, md5 } from './support/http';
+import { IndexRow, readIndexRows } from './support/index-rows';
 import { pollUntil } from './support/poll-until';
 import { TestServer } from './support/server';
 import { TestVolume, TestVolumes } from './support/volumes';
 
-interface Row {
-  key: string;
-  volumes: string;
-  size: number;
-  state: string;
-}
-
-interface FullRow extends Row {
-  md5: string;
-  created_at: number;
-  updated_at: number;
-}
+type Row = Pick<IndexRow, 'key' | 'volumes' | 'size' | 'state'>;
 
 /** Keys a filesystem path or a URL could get wrong. */
 const AWKWARD_KEYS = [
@@ -35,17 +25,8 @@ const AWKWARD_KEYS = [
   ...Array.from({ length: 12 }, (_, i) => `bulk/${i % 3}/item-${i}`),
 ];
 
-/** Every row of the index, read the way an operator would, without going through mkv. */
-function snapshot(dbPath: string): FullRow[] {
-  const db = new Database(dbPath, { readonly: true, fileMustExist: true });
-  try {
-    return db.prepare('SELECT * FROM keys ORDER BY key').all() as FullRow[];
-  } finally {
-    db.close();
-  }
-}
 
-const placementView = (rows: FullRow[]): Row[] => rows.map(({ key, volumes, size, state }) => ({ key, volumes, size, state }));
+const placementView = (rows: IndexRow[]): Row[] => rows.map(({ key, volumes, size, state }) => ({ key, volumes, size, state }));
 
 /** Staging tables and tracking triggers a rebuild should have dropped when it ended. */
 function rebuildLeftovers(dbPath: string): string[] {
@@ -139,7 +120,7 @@ describe('rebuild', () => {
       for (const [i, key] of AWKWARD_KEYS.entries()) {
         expect((await http('PUT', keyUrl(server.url, key), { body: valueOf(key, i) })).status).toBe(201);
       }
-      const before = placementView(snapshot(server.dbPath));
+      const before = placementView(readIndexRows(server.dbPath));
       expect(before.map((r) => r.key).sort()).toEqual([...AWKWARD_KEYS].sort());
       for (const row of before) expect(row.volumes).toBe(placeKey(row.key, volumes.urls, 2).join(','));
       for (const volume of volumes.list) {
@@ -149,12 +130,12 @@ describe('rebuild', () => {
       await server.stop();
       removeIndex(join(dir, 'index.db'));
       server = await TestServer.start({ volumes: volumes.urls, replicas: 2, subvolumes, dir });
-      expect(snapshot(server.dbPath)).toEqual([]);
+      expect(readIndexRows(server.dbPath)).toEqual([]);
 
       const job = await rebuild(server);
       expect(job).toMatchObject({ kind: 'rebuild', state: 'succeeded', errors: [] });
       expect(job.counters).toMatchObject({ scanned: AWKWARD_KEYS.length * 2, moved: AWKWARD_KEYS.length, skipped: 0, failed: 0 });
-      expect(placementView(snapshot(server.dbPath))).toEqual(before);
+      expect(placementView(readIndexRows(server.dbPath))).toEqual(before);
       expect(rebuildLeftovers(server.dbPath)).toEqual([]);
     });
 
@@ -209,7 +190,7 @@ describe('rebuild', () => {
       await put('live/resized', 'short');
       await put('live/diverged-first', 'same old');
       await put('live/diverged-second', 'same old');
-      const before = new Map(snapshot(server.dbPath).map((row) => [row.key, row]));
+      const before = new Map(readIndexRows(server.dbPath).map((row) => [row.key, row]));
 
       for (const volume of replicasOf('live/vanished')) rmSync(volume.filePath('live/vanished'));
       const [kept, lost] = replicasOf('live/half-lost');
@@ -233,7 +214,7 @@ describe('rebuild', () => {
       const job = await rebuild(server);
       expect(job.state).toBe('succeeded');
 
-      const after = new Map(snapshot(server.dbPath).map((row) => [row.key, row]));
+      const after = new Map(readIndexRows(server.dbPath).map((row) => [row.key, row]));
       expect([...after.keys()].sort()).toEqual([
         'live/diverged-first',
         'live/diverged-second',
@@ -272,7 +253,7 @@ describe('rebuild', () => {
     it('lists the job; a success is at 100% and counts every key it indexed as moved', async () => {
       const location = await startJob(server);
       const job = await finished(server, location);
-      const keys = snapshot(server.dbPath).length;
+      const keys = readIndexRows(server.dbPath).length;
       expect(job.state).toBe('succeeded');
       expect(job.progress.percent).toBe(100);
       expect(job.counters.moved).toBe(keys);
@@ -295,14 +276,14 @@ describe('rebuild', () => {
     it('with a volume down fails naming the volume and leaves the serving index as it was', async () => {
       await put('down/a', 'aaa');
       await put('down/b', 'bbbb');
-      const before = snapshot(server.dbPath);
+      const before = readIndexRows(server.dbPath);
       const down = volumes.list[1];
       await down.stop();
       try {
         const job = await rebuild(server);
         expect(job.state).toBe('failed');
         expect(job.error).toContain(down.url);
-        expect(snapshot(server.dbPath)).toEqual(before);
+        expect(readIndexRows(server.dbPath)).toEqual(before);
         expect(rebuildLeftovers(server.dbPath)).toEqual([]);
         const res = await http('HEAD', keyUrl(server.url, 'down/b'));
         expect(res.headers['content-md5']).toBe(md5('bbbb'));
@@ -311,7 +292,7 @@ describe('rebuild', () => {
       }
       // Nothing was left half-done: the next rebuild runs normally.
       expect((await rebuild(server)).state).toBe('succeeded');
-      expect(placementView(snapshot(server.dbPath))).toEqual(placementView(before));
+      expect(placementView(readIndexRows(server.dbPath))).toEqual(placementView(before));
     });
   });
 
@@ -365,7 +346,7 @@ describe('rebuild', () => {
       const job = await finished(server, location);
       expect(job.state).toBe('succeeded');
 
-      const rows = new Map(snapshot(server.dbPath).map((row) => [row.key, row]));
+      const rows = new Map(readIndexRows(server.dbPath).map((row) => [row.key, row]));
       expect(rows.has('during/delete')).toBe(false);
       expect((await http('GET', keyUrl(server.url, 'during/delete'))).status).toBe(404);
       expect(rows.get('during/overwrite')).toMatchObject({ md5: md5('a new and longer value'), size: 22, state: 'live' });
