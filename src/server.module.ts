@@ -1,4 +1,4 @@
-import { DynamicModule, Module, OnApplicationBootstrap } from '@nestjs/common';
+import { DynamicModule, Logger, Module, OnApplicationBootstrap } from '@nestjs/common';
 import { APP_FILTER } from '@nestjs/core';
 import { ScheduleModule } from '@nestjs/schedule';
 import { TerminusModule } from '@nestjs/terminus';
@@ -19,6 +19,8 @@ import { KeysService } from './keys/keys.service';
 /** The HTTP server: the core plus controllers, the volume probes, metrics and the one exception filter. */
 @Module({})
 export class ServerModule implements OnApplicationBootstrap {
+  private readonly logger = new Logger(ServerModule.name);
+
   constructor(
     private readonly writer: KeyWriter,
     private readonly keys: KeysService,
@@ -26,14 +28,19 @@ export class ServerModule implements OnApplicationBootstrap {
   ) {}
 
   /**
-   * Only the server cleans up after a previous process, before it listens: a
-   * CLI job run beside a live server must not rename uploads the server is
-   * handling, nor call its running jobs interrupted.
+   * Only the server cleans up after a previous process: a CLI job run beside
+   * a live server must not rename uploads the server is handling, nor call
+   * its running jobs interrupted. Interrupted writes are finished before it
+   * listens (the index already names their new values). Undone blob deletes
+   * are retried in the background: they may wait on a volume that is still
+   * down, and every one takes its key's lock.
    */
   async onApplicationBootstrap(): Promise<void> {
     await this.writer.recoverPendingWrites();
-    await this.keys.retryPendingDeletes();
     await this.jobs.markInterrupted();
+    void this.keys
+      .retryPendingDeletes()
+      .catch((error) => this.logger.warn(`retrying undone deletes failed: ${(error as Error).message}`));
   }
 
   static forRoot(config: MkvConfig): DynamicModule {
