@@ -43,7 +43,7 @@ export class MkvExceptionFilter implements ExceptionFilter {
   private describe(error: unknown, request: FastifyRequest): { status: number; message: string } {
     if (error instanceof MkvError) {
       const status = STATUS_BY_CODE[error.code];
-      if (status >= 500) this.logger.warn(`${request.method} ${request.url}: ${error.message}`);
+      if (status >= 500) this.logger.warn({ reqId: request.id, msg: `${request.method} ${request.url}: ${error.message}` });
       return { status, message: error.message };
     }
     if (error instanceof HttpException) {
@@ -52,7 +52,7 @@ export class MkvExceptionFilter implements ExceptionFilter {
       const message = Array.isArray(detail) ? detail.join('; ') : String(detail ?? error.message);
       return { status: error.getStatus(), message };
     }
-    this.logger.error(`${request.method} ${request.url}: ${(error as Error)?.stack ?? String(error)}`);
+    this.logger.error({ reqId: request.id, msg: `${request.method} ${request.url}: ${(error as Error)?.stack ?? String(error)}` });
     return { status: HttpStatus.INTERNAL_SERVER_ERROR, message: 'internal error' };
   }
 }

@@ -1,28 +1,22 @@
 import { Module } from '@nestjs/common';
-import { LoggerModule } from 'nestjs-pino';
 import { MkvConfig } from '../config/mkv-config';
 import { MkvLogger } from './mkv-logger';
+import { RequestLog } from './request-log';
+import { createRootLogger, ROOT_LOGGER } from './root-logger';
 
 /**
- * Structured JSON logs (pino) with a request id on every line a request
- * causes (Fastify's request id: the caller's X-Request-Id or a new UUID,
- * echoed back). One line per request only with --log-requests: at thousands
- * of requests a second it costs more than the request itself.
+ * Structured JSON logs (pino) on stdout. No per-request middleware and no
+ * AsyncLocalStorage: both cost more than a GET itself (the latter turns on
+ * promise hooks for every promise in the process). The request id reaches
+ * the lines that need it (a request's error, the request line) from the
+ * Fastify request.
  */
 @Module({
-  imports: [
-    LoggerModule.forRootAsync({
-      inject: [MkvConfig],
-      useFactory: (config: MkvConfig) => ({
-        pinoHttp: {
-          level: config.logLevel,
-          autoLogging: config.logRequests,
-          quietReqLogger: true,
-        },
-      }),
-    }),
+  providers: [
+    { provide: ROOT_LOGGER, inject: [MkvConfig], useFactory: (config: MkvConfig) => createRootLogger(config) },
+    MkvLogger,
+    RequestLog,
   ],
-  providers: [MkvLogger],
   exports: [MkvLogger],
 })
 export class LoggingModule {}
