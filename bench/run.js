@@ -39,7 +39,8 @@ const DURATION = Number(process.env.DURATION ?? 3);
 const KEYS = Number(process.env.KEYS ?? 10000);
 const CONNECTIONS = Number(process.env.CONNECTIONS ?? 100);
 const THREADS = 2;
-// Pool sizes for the PUT-then-DELETE phases: about DURATION seconds of PUTs here.
+// The pools the PUT-then-DELETE phases write and delete: about 3 s of PUTs
+// each on this 2-core machine (mkv's PUT is ~20x slower than nginx's).
 const MKV_WRITE_KEYS = Number(process.env.MKV_WRITE_KEYS ?? 3000);
 const NGINX_WRITE_KEYS = Number(process.env.NGINX_WRITE_KEYS ?? 50000);
 const INDEX_KEYS = Number(process.env.INDEX_KEYS ?? 1_000_000);
@@ -48,9 +49,10 @@ const TOOLS = { wrk: 'wrk', ab: 'apache2-utils', curl: 'curl', nginx: 'nginx-lig
 const CLK_TCK = Number(execFileSync('getconf', ['CLK_TCK']).toString().trim());
 const MiB = 2 ** 20;
 
-const started = []; // { pid } or { pidFile }: what cleanUp stops
+const started = []; // child processes, or { pidFile } for the nginx daemons: what cleanUp stops
 const results = new Map(); // phase name -> { generator, unit, runs: [] }
 let base;
+let interrupted = false; // by Ctrl-C: start nothing more
 
 // ---- tools ----------------------------------------------------------------
 
@@ -163,22 +165,30 @@ function fillIndex(db, volumes, args) {
 
 // ---- measuring ------------------------------------------------------------
 
-function cpuTicks(pids) {
-  let ticks = 0;
-  for (const pid of pids) {
-    const fields = fs.readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ');
-    ticks += Number(fields[11]) + Number(fields[12]); // utime + stime
-  }
-  return ticks;
+/** Fields 14 on of /proc/<pid>/stat, in clock ticks: utime, stime, cutime, cstime. */
+function cpuFields(pid) {
+  return fs.readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ').slice(11, 15).map(Number);
 }
+
+/** CPU time of running processes (utime + stime). */
+const cpuTicks = (pids) => pids.reduce((ticks, pid) => ticks + cpuFields(pid)[0] + cpuFields(pid)[1], 0);
+
+/**
+ * CPU time of this process's children that have exited and been waited for
+ * (cutime + cstime): the servers are still running, so over a phase it is
+ * its generator's.
+ */
+const exitedChildrenTicks = () => cpuFields(process.pid)[2] + cpuFields(process.pid)[3];
 
 const rssBytes = (pid) => Number(/^VmRSS:\s+(\d+) kB/m.exec(fs.readFileSync(`/proc/${pid}/status`, 'utf8'))[1]) * 1024;
 
 /** Runs one phase once; `serverPids` are the processes whose CPU time it charges per request. */
-async function measure(name, { generator, unit = 'req/s', serverPids = [] }, run) {
-  const before = cpuTicks(serverPids);
+async function measure(name, { generator, unit = 'req/s', serverPids }, run) {
+  const before = { server: cpuTicks(serverPids), generator: exitedChildrenTicks() };
   const r = await run();
-  if (serverPids.length > 0) r.cpuUs = ((cpuTicks(serverPids) - before) / CLK_TCK / r.answered) * 1e6;
+  const perRequest = (ticks) => (ticks / CLK_TCK / r.answered) * 1e6;
+  r.cpuUs = perRequest(cpuTicks(serverPids) - before.server);
+  r.generatorCpuUs = perRequest(exitedChildrenTicks() - before.generator);
   if (!results.has(name)) results.set(name, { generator, unit, runs: [] });
   results.get(name).runs.push(r);
   return r;
@@ -190,8 +200,10 @@ async function measure(name, { generator, unit = 'req/s', serverPids = [] }, run
  * already counts). `onData` sees the output so far.
  */
 function run(command, args, { env, onData, anyStatus = false } = {}) {
+  if (interrupted) return Promise.reject(new Error('interrupted'));
   return new Promise((resolve, reject) => {
     const child = spawn(command, args, { env: env && { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+    started.push(child);
     let out = '';
     let err = '';
     child.stdout.on('data', (d) => {
@@ -210,12 +222,12 @@ function run(command, args, { env, onData, anyStatus = false } = {}) {
  * answer). The rate counts answers below 400 only.
  */
 async function wrk(url, { method = 'GET', prefix, keys = KEYS, once = false, seconds = once ? 120 : DURATION }) {
-  let interrupted = false;
+  let signalled = false;
   const out = await run('wrk', [`-t${THREADS}`, `-c${CONNECTIONS}`, `-d${seconds}s`, '--timeout', '10s', '-s', path.join(__dirname, 'wrk-keys.lua'), url], {
     env: { METHOD: method, KEY_PREFIX: prefix, KEYS: String(keys), THREADS: String(THREADS), ONCE: once ? '1' : '0' },
     onData: (soFar, child) => {
-      if (once && !interrupted && soFar.split('\nthread done').length > THREADS) {
-        interrupted = true;
+      if (once && !signalled && soFar.split('\nthread done').length > THREADS) {
+        signalled = true;
         child.kill('SIGINT');
       }
     },
@@ -370,19 +382,24 @@ function printReport(rss) {
     `\nmachine: ${cpu.length} cores (${cpu[0].model}), ${(os.totalmem() / 2 ** 30).toFixed(0)} GiB, load ${os.loadavg()[0].toFixed(1)}; node ${process.version}; ` +
       `${CONNECTIONS} connections (wrk -t${THREADS}, ab -c, curl --parallel-max), ${DURATION} s timed phases, ${KEYS} keys, 1 KiB values; ${ROUNDS} rounds; volumes on ${base.startsWith('/dev/shm') ? 'tmpfs' : 'disk'}\n`,
   );
-  console.log('| phase | generator | rate median (min-max) | unit | p50 ms | p99 ms | server CPU µs/req | errors |');
-  console.log('|---|---|---:|---|---:|---:|---:|---:|');
+  console.log('| phase | generator | rate median (min-max) | unit | p50 ms | p99 ms | server CPU µs/req | generator CPU µs/req | errors |');
+  console.log('|---|---|---:|---|---:|---:|---:|---:|---:|');
   for (const [name, { generator, unit, runs }] of results) {
     const rates = runs.map((r) => r.rate);
     const errors = runs.reduce((n, r) => n + r.errors, 0);
     console.log(
       `| ${name} | ${generator} | ${fmt(median(rates))} (${fmt(Math.min(...rates))}-${fmt(Math.max(...rates))}) | ${unit} | ` +
-        `${fmt(median(runs.map((r) => r.p50)), 2)} | ${fmt(median(runs.map((r) => r.p99)), 2)} | ${fmt(median(runs.map((r) => r.cpuUs)))} | ${errors} |`,
+        `${fmt(median(runs.map((r) => r.p50)), 2)} | ${fmt(median(runs.map((r) => r.p99)), 2)} | ${fmt(median(runs.map((r) => r.cpuUs)))} | ${fmt(median(runs.map((r) => r.generatorCpuUs)))} | ${errors} |`,
     );
   }
   console.log(
-    '\nRates count answers below 400 only; errors are socket errors and answers of 400 and up, over all rounds. Server CPU is the user+system time of mkv, of the Fastify server, ' +
-      "or of the nginx workers serving the phase (the volume's, plus the 302 server's for its GETFULL), per answered request; mkv's does not include its volumes'.",
+    [
+      '',
+      'Rates count answers below 400 only; errors are socket errors and answers of 400 and up, over all rounds.',
+      "Server CPU: user+system time of mkv, of the Fastify server, or of the nginx workers serving the phase (the volume's, plus the 302",
+      "server's for its GETFULL), per answered request; mkv's leaves out its volumes'. Generator CPU: wrk's, ab's or curl's, on the same 2 cores.",
+      `The ${LARGE_MIB} MiB rows are one transfer a round: no percentiles, CPU per transfer.`,
+    ].join('\n'),
   );
 
   const large = `${LARGE_MIB} MiB`;
@@ -457,7 +474,10 @@ function alive(pid) {
   }
 }
 
-process.once('SIGINT', () => void cleanUp().then(() => process.exit(130)));
+process.once('SIGINT', () => {
+  interrupted = true;
+  void cleanUp().then(() => process.exit(130));
+});
 
 main()
   .catch((error) => {
