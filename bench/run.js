@@ -21,8 +21,9 @@
  * and then, ROUNDS times, PUT and GETFULL of one LARGE_MIB (256) MiB value
  * with curl, sampling mkv's RSS every 50 ms.
  * Prints the machine, one table of phases (medians with min-max, latency,
- * the server's CPU time per request from /proc/<pid>/stat) and one of mkv's
- * figures against their ceilings and the targets.
+ * the server's CPU time per request from /proc/<pid>/stat, and the
+ * generator's, which shares the 2 cores) and one of mkv's figures against
+ * their ceilings and the targets, with the 1M-key ratios and the RSS growth.
  * Installs wrk, ab (apache2-utils), curl and nginx from Debian's packages
  * when it runs as root and they are missing. Every process it starts is
  * stopped by its PID at the end.
