@@ -3,7 +3,6 @@ import { HealthCheck, HealthCheckResult, HealthCheckService, HealthIndicatorServ
 import { ApiOperation, ApiTags } from '@nestjs/swagger';
 import type { FastifyReply } from 'fastify';
 import { MkvConfig } from '../config/mkv-config';
-import { IndexUsageService } from '../index/index-usage.service';
 import { KEY_INDEX, KeyIndex } from '../index/key-index';
 import { VolumeHealth } from './volume-health.service';
 
@@ -16,7 +15,6 @@ export class HealthController {
     private readonly checks: HealthCheckService,
     private readonly indicators: HealthIndicatorService,
     private readonly volumes: VolumeHealth,
-    private readonly usage: IndexUsageService,
     @Inject(KEY_INDEX) private readonly index: KeyIndex,
   ) {}
 
@@ -49,7 +47,7 @@ export class HealthController {
   @Get('volumes')
   @ApiOperation({ summary: 'Each volume: probe state, last check, latency, failures, and the keys and bytes it holds' })
   async list() {
-    const usage = await this.usage.usage();
+    const usage = await this.index.usage();
     return {
       volumes: this.volumes.statuses().map((status) => {
         const held = usage.volumes.find((v) => v.volume === status.url);

@@ -3,7 +3,6 @@ import { TypeOrmModule } from '@nestjs/typeorm';
 import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { MkvConfig } from '../config/mkv-config';
-import { IndexUsageService } from './index-usage.service';
 import { KEY_INDEX } from './key-index';
 import { KeyEntity } from './key.entity';
 import { JobEntity } from '../jobs/job.entity';
@@ -11,6 +10,7 @@ import { JobPlanEntity } from '../jobs/job-plan.entity';
 import { InitialSchema1763700000000 } from './migrations/1763700000000-initial-schema';
 import { Jobs1763800000000 } from './migrations/1763800000000-jobs';
 import { PendingDeletes1763900000000 } from './migrations/1763900000000-pending-deletes';
+import { IndexUsage1764000000000 } from './migrations/1764000000000-index-usage';
 import { SqliteKeyIndex } from './sqlite-key-index.repository';
 import { WriteIntentEntity } from './write-intent.entity';
 
@@ -24,7 +24,7 @@ import { WriteIntentEntity } from './write-intent.entity';
           type: 'better-sqlite3' as const,
           database: config.db,
           entities: [KeyEntity, WriteIntentEntity, JobEntity, JobPlanEntity],
-          migrations: [InitialSchema1763700000000, Jobs1763800000000, PendingDeletes1763900000000],
+          migrations: [InitialSchema1763700000000, Jobs1763800000000, PendingDeletes1763900000000, IndexUsage1764000000000],
           migrationsRun: true,
           synchronize: false,
           enableWAL: true,
@@ -38,7 +38,7 @@ import { WriteIntentEntity } from './write-intent.entity';
       },
     }),
   ],
-  providers: [{ provide: KEY_INDEX, useClass: SqliteKeyIndex }, IndexUsageService],
-  exports: [KEY_INDEX, IndexUsageService],
+  providers: [{ provide: KEY_INDEX, useClass: SqliteKeyIndex }],
+  exports: [KEY_INDEX],
 })
 export class IndexModule {}

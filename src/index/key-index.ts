@@ -42,7 +42,7 @@ export interface KeyIndex {
   /** Up to `limit` records of any state after `after`, in key order: how jobs page through the index. */
   scan(after: string | undefined, limit: number): Promise<KeyRecord[]>;
   count(): Promise<number>;
-  /** Keys and bytes held by each volume, and in all; one pass over the index, for reports. */
+  /** Keys and bytes held by each volume, and in all, for reports; cheap enough to call on every scrape. */
   usage(): Promise<IndexUsage>;
   /** Throws unless the index answers a trivial query (readiness). */
   ping(): Promise<void>;

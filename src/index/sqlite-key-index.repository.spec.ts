@@ -3,7 +3,7 @@ import { DataSource } from 'typeorm';
 import { ConfigModule } from '../config/config.module';
 import { loadConfig } from '../config/load-config';
 import { IndexModule } from './index.module';
-import { KEY_INDEX, KeyIndex } from './key-index';
+import { IndexUsage, KEY_INDEX, KeyIndex } from './key-index';
 import type { KeyRecord, KeyState, WriteIntent } from './key-record';
 import { prefixUpperBound, SqliteKeyIndex } from './sqlite-key-index.repository';
 
@@ -215,6 +215,9 @@ describe(SqliteKeyIndex.name, () => {
   describe('paging, volume updates and rebuild staging', () => {
     const V3 = 'http://c:3';
 
+    /** The serving index's tables and triggers, as the migrations leave them. */
+    const SERVING_SCHEMA = ['index_usage', 'jobs', 'job_plan', 'keys', 'pending_deletes', 'usage_on_delete', 'usage_on_insert', 'usage_on_update', 'write_intents'].sort();
+
     /** Tables and triggers the database holds besides TypeORM's own. */
     async function schemaObjects(): Promise<string[]> {
       const rows: { name: string }[] = await moduleRef
@@ -226,6 +229,88 @@ describe(SqliteKeyIndex.name, () => {
     async function allStaged(): Promise<KeyRecord[]> {
       return index.scanStaged(undefined, 1000);
     }
+
+    /** Keys and bytes per volume counted the slow way, from every record. */
+    async function counted(): Promise<IndexUsage> {
+      const records = await index.scan(undefined, 1000);
+      const volumes = new Map<string, { volume: string; keys: number; bytes: number }>();
+      for (const { volumes: held, size } of records) {
+        for (const volume of held) {
+          const entry = volumes.get(volume) ?? { volume, keys: 0, bytes: 0 };
+          entry.keys += 1;
+          entry.bytes += size;
+          volumes.set(volume, entry);
+        }
+      }
+      return byVolume({ keys: records.length, bytes: records.reduce((sum, r) => sum + r.size, 0), volumes: [...volumes.values()] });
+    }
+
+    async function usage(): Promise<IndexUsage> {
+      return byVolume(await index.usage());
+    }
+
+    function byVolume({ keys, bytes, volumes }: IndexUsage): IndexUsage {
+      return { keys, bytes, volumes: [...volumes].sort((a, b) => a.volume.localeCompare(b.volume)) };
+    }
+
+    describe('usage', () => {
+      it('is zero for an empty index', async () => {
+        expect(await index.usage()).toEqual({ keys: 0, bytes: 0, volumes: [] });
+      });
+
+      it('follows every kind of write without a pass over the keys', async () => {
+        await store(record('a', { volumes: [V1, V2], size: 5 }));
+        await store(record('b', { volumes: [V2, V3], size: 7 }));
+        await store(record('c', { volumes: [], size: 1 }));
+        expect(await usage()).toEqual({
+          keys: 3,
+          bytes: 13,
+          volumes: [
+            { volume: V1, keys: 1, bytes: 5 },
+            { volume: V2, keys: 2, bytes: 12 },
+            { volume: V3, keys: 1, bytes: 7 },
+          ],
+        });
+
+        await store(record('a', { volumes: [V3, V1], size: 50 })); // an overwrite that moves and grows
+        await index.setVolumes('b', [V1]);
+        await index.setState('c', 'unlinked', 2000);
+        expect(await index.beginWrite(record('d', { size: 9 }), intent('d'))).toBeUndefined();
+        await index.abortWrite('intent-d', 'd', undefined);
+        expect(await index.beginWrite(record('a', { size: 3 }), intent('a', 'again'))).toBeUndefined();
+        await index.abortWrite('again', 'a', record('a', { volumes: [V3, V1], size: 50 }));
+        await index.beginDelete('c');
+        expect(await usage()).toEqual(await counted());
+        expect(await usage()).toEqual({
+          keys: 2,
+          bytes: 57,
+          volumes: [
+            { volume: V1, keys: 2, bytes: 57 },
+            { volume: V3, keys: 1, bytes: 50 },
+          ],
+        });
+      });
+
+      it('is counted afresh by a rebuild\'s swap, and followed again after it', async () => {
+        await store(record('gone', { volumes: [V1], size: 100 }));
+        await index.beginRebuild();
+        await index.stageFound([
+          { key: 'found', volume: V2, size: 4, mtime: 3000 },
+          { key: 'found', volume: V3, size: 4, mtime: 3000 },
+        ]);
+        await index.swapRebuild();
+        expect(await usage()).toEqual({
+          keys: 1,
+          bytes: 4,
+          volumes: [
+            { volume: V2, keys: 1, bytes: 4 },
+            { volume: V3, keys: 1, bytes: 4 },
+          ],
+        });
+        await store(record('later', { volumes: [V1], size: 6 }));
+        expect(await usage()).toEqual(await counted());
+      });
+    });
 
     describe('scan', () => {
       beforeEach(async () => {
@@ -399,7 +484,7 @@ describe(SqliteKeyIndex.name, () => {
         expect(await index.get('kept')).toMatchObject({ volumes: [V2, V1], size: 5 });
         expect(await index.get('found')).toEqual({ key: 'found', volumes: [V3], size: 4, md5: '', state: 'live', createdAt: 4000, updatedAt: 4000 });
         expect(await index.count()).toBe(2);
-        expect(await schemaObjects()).toEqual(['jobs', 'job_plan', 'keys', 'pending_deletes', 'write_intents'].sort());
+        expect(await schemaObjects()).toEqual(SERVING_SCHEMA);
       });
 
       it('carries state and created time from the old rows, and the MD5 only where the size agrees', async () => {
@@ -552,7 +637,7 @@ describe(SqliteKeyIndex.name, () => {
         await store(record('l'));
         await index.abandonRebuild();
 
-        expect(await schemaObjects()).toEqual(['jobs', 'job_plan', 'keys', 'pending_deletes', 'write_intents'].sort());
+        expect(await schemaObjects()).toEqual(SERVING_SCHEMA);
         expect((await index.scan(undefined, 10)).map((r) => r.key)).toEqual(['l']);
         expect(await index.get('found')).toBeUndefined();
         await store(record('m'));

@@ -6,6 +6,7 @@ import { MkvError, MkvErrorCode } from '../common/mkv-error';
 import type { IndexUsage, KeyIndex } from './key-index';
 import type { FoundBlob, KeyRecord, KeyState, ListOptions, WriteIntent } from './key-record';
 import { KeyEntity } from './key.entity';
+import { RECOUNT_USAGE, USAGE_TRIGGERS } from './usage-counters';
 
 interface KeyRow {
   key: string;
@@ -49,6 +50,7 @@ export class SqliteKeyIndex implements KeyIndex {
     scan: Statement<[string, number], KeyRow>;
     count: Statement<[], { n: number }>;
     setVolumes: Statement<[string, string]>;
+    usage: Statement<[], { volume: string; keys: number; bytes: number }>;
   };
   private readonly beginTx: (record: KeyRecord, intent: WriteIntent) => string | undefined;
   private readonly finishTx: (intentId: string, record: KeyRecord) => void;
@@ -80,6 +82,7 @@ export class SqliteKeyIndex implements KeyIndex {
       scan: db.prepare('SELECT * FROM keys WHERE key > ? ORDER BY key LIMIT ?'),
       count: db.prepare('SELECT COUNT(*) AS n FROM keys'),
       setVolumes: db.prepare('UPDATE keys SET volumes = ? WHERE key = ?'),
+      usage: db.prepare('SELECT volume, keys, bytes FROM index_usage'),
     };
     this.beginTx = db.transaction((record: KeyRecord, intent: WriteIntent) => {
       // Checked in the same transaction as the insert, so two conflicting keys
@@ -202,18 +205,13 @@ export class SqliteKeyIndex implements KeyIndex {
     return this.guard(() => this.statements.count.get()!.n);
   }
 
+  /** From the counters the triggers keep (see usage-counters.ts): no pass over the keys. */
   async usage(): Promise<IndexUsage> {
     return this.guard(() => {
-      const totals = this.db.prepare('SELECT COUNT(*) AS keys, COALESCE(SUM(size), 0) AS bytes FROM keys').get() as { keys: number; bytes: number };
-      // The comma list as a JSON array (a normalized URL holds neither comma nor quote).
-      const volumes = this.db
-        .prepare(
-          `SELECT v.value AS volume, COUNT(*) AS keys, SUM(k.size) AS bytes
-           FROM keys AS k, json_each('["' || replace(k.volumes, ',', '","') || '"]') AS v
-           WHERE k.volumes <> '' GROUP BY v.value`,
-        )
-        .all() as { volume: string; keys: number; bytes: number }[];
-      return { ...totals, volumes };
+      const rows = this.statements.usage.all();
+      const totals = rows.find((row) => row.volume === '');
+      const volumes = rows.filter((row) => row.volume !== '' && row.keys > 0);
+      return { keys: totals?.keys ?? 0, bytes: totals?.bytes ?? 0, volumes };
     });
   }
 
@@ -309,6 +307,8 @@ export class SqliteKeyIndex implements KeyIndex {
           .run();
         this.dropRebuildTracking();
         this.db.exec('DROP TABLE keys; ALTER TABLE keys_rebuild RENAME TO keys');
+        // The usage triggers went with the old table.
+        for (const statement of [...USAGE_TRIGGERS, ...RECOUNT_USAGE]) this.db.exec(statement);
         return this.statements.count.get()!.n;
       })(),
     );

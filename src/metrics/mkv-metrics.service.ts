@@ -1,9 +1,9 @@
-import { Injectable, OnModuleDestroy, OnModuleInit } from '@nestjs/common';
+import { Inject, Injectable, OnModuleDestroy, OnModuleInit } from '@nestjs/common';
 import { HttpAdapterHost } from '@nestjs/core';
 import type { FastifyInstance } from 'fastify';
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import { VolumeHealth } from '../health/volume-health.service';
-import { IndexUsageService } from '../index/index-usage.service';
+import { KEY_INDEX, KeyIndex } from '../index/key-index';
 import { JobsService } from '../jobs/jobs.service';
 import { valueWritten, ValueWrittenEvent } from './channels';
 
@@ -41,7 +41,7 @@ export class MkvMetrics implements OnModuleInit, OnModuleDestroy {
   constructor(
     private readonly adapterHost: HttpAdapterHost,
     health: VolumeHealth,
-    usage: IndexUsageService,
+    @Inject(KEY_INDEX) index: KeyIndex,
     jobs: JobsService,
   ) {
     collectDefaultMetrics({ register: this.registry, prefix: 'mkv_process_' });
@@ -68,7 +68,7 @@ export class MkvMetrics implements OnModuleInit, OnModuleDestroy {
       help: 'Keys in the index (live and unlinked)',
       registers: [this.registry],
       async collect() {
-        this.set((await usage.usage()).keys);
+        this.set((await index.usage()).keys);
       },
     });
     new Gauge({
@@ -76,7 +76,7 @@ export class MkvMetrics implements OnModuleInit, OnModuleDestroy {
       help: 'Bytes of the values in the index, one replica each',
       registers: [this.registry],
       async collect() {
-        this.set((await usage.usage()).bytes);
+        this.set((await index.usage()).bytes);
       },
     });
     new Gauge({
