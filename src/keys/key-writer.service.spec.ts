@@ -12,7 +12,7 @@ import type { KeyRecord } from '../index/key-record';
 import { InMemoryVolumeClient } from '../volumes/in-memory-volume.client';
 import { VOLUME_CLIENT } from '../volumes/volume-client';
 import { KeyLocks } from './key-locks';
-import { KeyWriter } from './key-writer.service';
+import { KeyWriter, SMALL_VALUE_BYTES } from './key-writer.service';
 import { ReplicaFiles, TEMP_DIR } from './replica-files.service';
 import { KeysService } from './keys.service';
 import { rejection } from '../../test/support/rejection';
@@ -96,6 +96,14 @@ describe(KeyWriter.name, () => {
       expect(record?.size).toBe(2 * 1024 * 1024);
       expect(record?.md5).toBe(createHash('md5').update(whole).digest('hex'));
       expect(volumes.contents()).toEqual(replicasHolding('big', whole));
+    });
+
+    it('streams a body that declares more than SMALL_VALUE_BYTES, and hashes all of it', async () => {
+      const whole = 'z'.repeat(SMALL_VALUE_BYTES) + 'end';
+      const chunks = [whole.slice(0, 1000), whole.slice(1000)];
+      await expect(writer.put('declared', body(...chunks), whole.length)).resolves.toEqual({ created: true });
+      expect(await index.get('declared')).toMatchObject({ size: whole.length, md5: createHash('md5').update(whole).digest('hex') });
+      expect(volumes.contents()).toEqual(replicasHolding('declared', whole));
     });
 
     it('goes into a subvolume directory when subvolumes are configured', async () => {
@@ -191,6 +199,16 @@ describe(KeyWriter.name, () => {
       expect(volumes.contents()).toEqual(replicasHolding('a/b', 'hello'));
     });
 
+    it.each([
+      ['breaks off a small body', () => Readable.from((async function* () { yield Buffer.from('hel'); throw new Error('aborted'); })())],
+      ['went away before its small body was read', () => body('hello').destroy()],
+    ])('a client that %s, before any upload', async (_, brokenBody) => {
+      const error = await rejection(writer.put('k', brokenBody(), 5));
+      expect([error.code, error.message]).toEqual([MkvErrorCode.InvalidRequest, 'request body not received: aborted']);
+      expect(volumes.requests).toEqual([]);
+      expect(await index.get('k')).toBeUndefined();
+    });
+
     it('a write when there are fewer volumes than replicas', async () => {
       await moduleRef.close();
       await start({ replicas: 4 });
@@ -211,6 +229,14 @@ describe(KeyWriter.name, () => {
       expect(volumes.contents()).toEqual({});
       expect(await index.get('k')).toBeUndefined();
       expect(await index.pendingWrites()).toEqual([]);
+    });
+
+    it('drops a small value one volume could not be reached for, leaving no blob anywhere', async () => {
+      const [first] = placement.replicasFor('k');
+      volumes.failingPuts.set(first, 'before-body');
+      expect((await rejection(put('k', 'hello'))).code).toBe(MkvErrorCode.VolumeWriteFailed);
+      expect(volumes.contents()).toEqual({});
+      expect(await index.get('k')).toBeUndefined();
     });
 
     it('stops a large upload when a volume refuses it at once', async () => {
