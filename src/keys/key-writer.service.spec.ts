@@ -310,7 +310,7 @@ describe(KeyWriter.name, () => {
       const tempPath = `${TEMP_DIR}/${tempName}`;
       for (const volume of targets) volumes.blobs.set(volume + tempPath, Buffer.from(value));
       const record: KeyRecord = { key, volumes: targets, size: value.length, md5: HELLO_MD5, state: 'live', createdAt: 7, updatedAt: 7 };
-      expect(await index.beginWrite(record, { id: tempName, key, tempPath, volumes: targets, createdAt: 7 })).toBeUndefined();
+      expect((await index.beginWrite(record, { id: tempName, key, tempPath, volumes: targets, createdAt: 7 })).conflict).toBeUndefined();
       return record;
     }
 

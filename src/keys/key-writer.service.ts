@@ -6,7 +6,7 @@ import { MkvConfig } from '../config/mkv-config';
 import { MkvError, MkvErrorCode } from '../common/mkv-error';
 import { PlacementService } from '../hashing/placement.service';
 import { VolumeHealth } from '../health/volume-health.service';
-import { KEY_INDEX, KeyIndex } from '../index/key-index';
+import { BeganWrite, KEY_INDEX, KeyIndex } from '../index/key-index';
 import type { KeyRecord, WriteIntent } from '../index/key-record';
 import { VOLUME_CLIENT, VolumeClient, VolumeError } from '../volumes/volume-client';
 import { valueWritten, ValueWrittenEvent } from '../metrics/channels';
@@ -156,43 +156,30 @@ export class KeyWriter {
   }
 
   private async commit(key: string, targets: string[], upload: Upload): Promise<WriteResult> {
-    let previous: KeyRecord | undefined;
-    try {
-      previous = await this.index.get(key);
-    } catch (error) {
-      await this.files.discard(targets, upload.tempPath);
-      throw error;
-    }
     const now = Date.now();
-    const record: KeyRecord = {
-      key,
-      volumes: targets,
-      size: upload.size,
-      md5: upload.md5,
-      state: 'live',
-      createdAt: previous?.createdAt ?? now,
-      updatedAt: now,
-    };
+    const record: KeyRecord = { key, volumes: targets, size: upload.size, md5: upload.md5, state: 'live', createdAt: now, updatedAt: now };
     const intent: WriteIntent = { id: randomUUID(), key, tempPath: upload.tempPath, volumes: targets, createdAt: now };
 
-    let conflict: string | undefined;
+    let began: BeganWrite;
     try {
-      conflict = await this.index.beginWrite(record, intent);
+      began = await this.index.beginWrite(record, intent);
     } catch (error) {
       await this.files.discard(targets, upload.tempPath); // nothing renamed yet: the old value is untouched
       throw error;
     }
-    if (conflict !== undefined) {
+    if (began.conflict !== undefined) {
       await this.files.discard(targets, upload.tempPath);
-      throw keyConflict(key, conflict);
+      throw keyConflict(key, began.conflict);
     }
+    const { previous } = began;
+    record.createdAt = previous?.createdAt ?? now; // as the index keeps it
 
     const outcomes = await Promise.allSettled(targets.map((volume) => this.files.moveIntoPlace(key, volume, upload.tempPath)));
     const moved = targets.filter((_, i) => outcomes[i].status === 'fulfilled');
     const failures = outcomes.flatMap((o) => (o.status === 'rejected' ? [o.reason as unknown] : []));
 
     if (failures.length === 0) {
-      await this.index.finishWrite(intent.id, record).catch((error) => {
+      await this.index.finishWrite(intent.id).catch((error) => {
         // The record is already right; only the intent stays, and replaying it is harmless.
         this.logger.warn(`could not clear write intent for ${key}: ${(error as Error).message}`);
       });
