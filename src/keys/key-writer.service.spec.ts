@@ -182,13 +182,22 @@ describe(KeyWriter.name, () => {
       expect(await index.get('k')).toBeUndefined();
     });
 
-    it('a key below an existing key, before any upload', async () => {
+    it('a key below an existing key, before any upload of a large value', async () => {
       await put('a', 'hello');
       volumes.requests.length = 0;
-      const error = await rejection(put('a/b', 'world'));
+      const error = await rejection(writer.put('a/b', body('x'.repeat(SMALL_VALUE_BYTES + 1)), SMALL_VALUE_BYTES + 1));
       expect([error.code, error.message]).toEqual([MkvErrorCode.KeyConflict, 'key a/b conflicts with existing key a']);
       expect(volumes.requests).toEqual([]);
       expect(await index.get('a/b')).toBeUndefined();
+    });
+
+    it('a small value for a key below an existing key, removing its uploads', async () => {
+      await put('a', 'hello');
+      const error = await rejection(put('a/b', 'world'));
+      expect([error.code, error.message]).toEqual([MkvErrorCode.KeyConflict, 'key a/b conflicts with existing key a']);
+      expect(volumes.contents()).toEqual(replicasHolding('a', 'hello'));
+      expect(await index.get('a/b')).toBeUndefined();
+      expect(await index.pendingWrites()).toEqual([]);
     });
 
     it('a key above an existing unlinked key', async () => {

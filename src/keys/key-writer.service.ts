@@ -70,15 +70,17 @@ export class KeyWriter {
     // Fail fast instead of waiting for a timeout; nothing is written anywhere.
     const down = targets.find((volume) => this.health.isDown(volume));
     if (down !== undefined) throw new MkvError(MkvErrorCode.VolumeDown, `volume ${down} is down`);
-    // Checked again, atomically, when the record is written; this early check
-    // refuses a conflicting key before a single byte reaches a volume.
-    const conflict = await this.index.findConflict(key);
-    if (conflict !== undefined) throw keyConflict(key, conflict);
+    const small = declaredLength !== undefined && declaredLength <= SMALL_VALUE_BYTES;
+    if (!small) {
+      // Checked again, atomically, when the record is written; this early check
+      // refuses a conflicting key before a single byte of a large value reaches
+      // a volume. A small value is cheaper to upload and discard on a conflict
+      // (a client error) than to check twice on every write.
+      const conflict = await this.index.findConflict(key);
+      if (conflict !== undefined) throw keyConflict(key, conflict);
+    }
 
-    const upload =
-      declaredLength !== undefined && declaredLength <= SMALL_VALUE_BYTES
-        ? await this.uploadSmall(body, targets)
-        : await this.upload(body, targets, declaredLength);
+    const upload = small ? await this.uploadSmall(body, targets) : await this.upload(body, targets, declaredLength);
     if (upload.size === 0) {
       await this.files.discard(targets, upload.tempPath);
       throw emptyValue();
