@@ -147,6 +147,8 @@ class StatusExchange implements Dispatcher.DispatchHandler {
 
   onRequestStart(controller: Dispatcher.DispatchController): void {
     this.controller = controller;
+    // Aborted while the request waited for a connection: it must not be sent.
+    if (this.signal?.aborted) controller.abort(this.signal.reason);
   }
 
   onResponseStart(_controller: Dispatcher.DispatchController, status: number): void {
