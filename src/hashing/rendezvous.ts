@@ -1,4 +1,8 @@
-import { createHash } from 'node:crypto';
+import { createHash, hash } from 'node:crypto';
+
+/** One-shot SHA-256 where Node has it (20.12 and later): half the cost of a Hash object, and PUT hashes every volume. */
+const sha256: (data: string) => Buffer =
+  typeof hash === 'function' ? (data) => hash('sha256', data, 'buffer') : (data) => createHash('sha256').update(data, 'utf8').digest();
 
 /**
  * Rendezvous (highest random weight) placement, exactly as the README states
@@ -8,7 +12,7 @@ import { createHash } from 'node:crypto';
  * Adding one volume to N moves about 1/(N+1) of the keys and nothing else.
  */
 export function scoreVolume(key: string, volume: string): Buffer {
-  return createHash('sha256').update(key, 'utf8').update(volume, 'utf8').digest();
+  return sha256(key + volume); // the UTF-8 of the two strings one after the other
 }
 
 /** All volumes in placement order for this key. */

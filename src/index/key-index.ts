@@ -2,6 +2,9 @@ import type { FoundBlob, KeyRecord, KeyState, ListOptions, WriteIntent } from '.
 
 export const KEY_INDEX = Symbol('KEY_INDEX');
 
+/** What beginWrite found: a conflicting key (nothing written), or the key's record before this write. */
+export type BeganWrite = { conflict: string; previous?: undefined } | { conflict?: undefined; previous: KeyRecord | undefined };
+
 export interface IndexUsage {
   keys: number;
   bytes: number;
@@ -17,12 +20,14 @@ export interface KeyIndex {
   /** A key (any state) that would need a file where `key` needs a directory, or the reverse. */
   findConflict(key: string): Promise<string | undefined>;
   /**
-   * Atomically: unless another key conflicts with this one (then returns it and
-   * writes nothing), stores the new record and the intent to rename its uploads.
+   * Atomically: unless another key conflicts with this one (then returns it as
+   * `conflict` and writes nothing), reads the key's previous record, stores
+   * the new one (keeping the previous created time) and the intent to rename
+   * its uploads.
    */
-  beginWrite(record: KeyRecord, intent: WriteIntent): Promise<string | undefined>;
-  /** The renames are done: drop the intent, and store the record as it finally is. */
-  finishWrite(intentId: string, record: KeyRecord): Promise<void>;
+  beginWrite(record: KeyRecord, intent: WriteIntent): Promise<BeganWrite>;
+  /** The renames are done: drop the intent, and store the record as it finally is when it changed since beginWrite. */
+  finishWrite(intentId: string, record?: KeyRecord): Promise<void>;
   /** Nothing was renamed: put back the previous record (or none) and drop the intent. */
   abortWrite(intentId: string, key: string, previous: KeyRecord | undefined): Promise<void>;
   pendingWrites(): Promise<WriteIntent[]>;
@@ -31,9 +36,10 @@ export interface KeyIndex {
    * Removes the key and notes its blobs as being deleted, atomically, until
    * finishDelete: a rebuild meanwhile must not bring the key back from them,
    * and a delete a volume could not do is retried at the next start. A later
-   * PUT of the key drops the note.
+   * PUT of the key drops the note. Returns the record as it was (undefined:
+   * no such key); with `unlessLive`, a live key is returned and left alone.
    */
-  beginDelete(key: string): Promise<void>;
+  beginDelete(key: string, options?: { unlessLive?: boolean }): Promise<KeyRecord | undefined>;
   finishDelete(key: string): Promise<void>;
   pendingDeletes(): Promise<{ key: string; volumes: string[] }[]>;
   /** Keys in ascending byte order; one more than `limit` tells the caller there is a next page. */

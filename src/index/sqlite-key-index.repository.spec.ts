@@ -52,7 +52,7 @@ describe(SqliteKeyIndex.name, () => {
   /** Stores a finished record, as a completed PUT leaves it. */
   async function store(rec: KeyRecord): Promise<void> {
     const id = `seed-${rec.key}`;
-    expect(await index.beginWrite(rec, intent(rec.key, id))).toBeUndefined();
+    expect((await index.beginWrite(rec, intent(rec.key, id))).conflict).toBeUndefined();
     await index.finishWrite(id, rec);
   }
 
@@ -68,7 +68,7 @@ describe(SqliteKeyIndex.name, () => {
   describe('write round trip', () => {
     it('records the value and the intent in beginWrite, then keeps only the record after finishWrite', async () => {
       const begun = record('k', { md5: 'new', size: 7 });
-      expect(await index.beginWrite(begun, intent('k'))).toBeUndefined();
+      expect((await index.beginWrite(begun, intent('k'))).conflict).toBeUndefined();
       expect(await index.get('k')).toEqual(begun);
       expect(await index.pendingWrites()).toEqual([intent('k')]);
 
@@ -102,6 +102,21 @@ describe(SqliteKeyIndex.name, () => {
       expect(await index.pendingWrites()).toEqual([]);
     });
 
+    it('answers beginWrite with the previous record, and keeps its created time', async () => {
+      const previous = record('k', { md5: 'old', createdAt: 10, updatedAt: 20 });
+      await store(previous);
+      expect(await index.beginWrite(record('k', { md5: 'new', createdAt: 30, updatedAt: 30 }), intent('k'))).toEqual({ previous });
+      expect(await index.get('k')).toEqual(record('k', { md5: 'new', createdAt: 10, updatedAt: 30 }));
+    });
+
+    it('keeps the record as beginWrite stored it when finishWrite has none', async () => {
+      const begun = record('k', { md5: 'new' });
+      await index.beginWrite(begun, intent('k'));
+      await index.finishWrite('intent-k');
+      expect(await index.get('k')).toEqual(begun);
+      expect(await index.pendingWrites()).toEqual([]);
+    });
+
     it('keeps an empty volume list as empty', async () => {
       await store(record('k', { volumes: [] }));
       expect((await index.get('k'))?.volumes).toEqual([]);
@@ -119,7 +134,7 @@ describe(SqliteKeyIndex.name, () => {
     ])('refuses %j after %j (%s) and writes nothing', async (existing, key, state) => {
       await store(record(existing, { state }));
       expect(await index.findConflict(key)).toBe(existing);
-      expect(await index.beginWrite(record(key), intent(key))).toBe(existing);
+      expect((await index.beginWrite(record(key), intent(key))).conflict).toBe(existing);
       expect(await index.get(key)).toBeUndefined();
       expect(await index.pendingWrites()).toEqual([]);
       expect(await index.get(existing)).toEqual(record(existing, { state }));
@@ -134,12 +149,12 @@ describe(SqliteKeyIndex.name, () => {
     ])('does not see a conflict between %j and %j', async (existing, key) => {
       await store(record(existing));
       expect(await index.findConflict(key)).toBeUndefined();
-      expect(await index.beginWrite(record(key), intent(key))).toBeUndefined();
+      expect((await index.beginWrite(record(key), intent(key))).conflict).toBeUndefined();
     });
 
     it('lets a key be overwritten', async () => {
       await store(record('a/b'));
-      expect(await index.beginWrite(record('a/b', { md5: 'new' }), intent('a/b'))).toBeUndefined();
+      expect((await index.beginWrite(record('a/b', { md5: 'new' }), intent('a/b'))).conflict).toBeUndefined();
       expect((await index.get('a/b'))?.md5).toBe('new');
     });
   });
@@ -210,6 +225,71 @@ describe(SqliteKeyIndex.name, () => {
     expect(await index.get('a/b')).toBeUndefined();
     expect(await index.get('a/c')).toEqual(record('a/c'));
     await expect(index.beginDelete('a/b')).resolves.toBeUndefined();
+  });
+
+  it('answers beginDelete with the record it removed, and leaves a live key alone when asked', async () => {
+    await store(record('live'));
+    await store(record('gone', { state: 'unlinked' }));
+    expect(await index.beginDelete('live', { unlessLive: true })).toEqual(record('live'));
+    expect(await index.get('live')).toEqual(record('live'));
+    expect(await index.pendingDeletes()).toEqual([]);
+    expect(await index.beginDelete('gone', { unlessLive: true })).toEqual(record('gone', { state: 'unlinked' }));
+    expect(await index.get('gone')).toBeUndefined();
+    expect(await index.pendingDeletes()).toEqual([{ key: 'gone', volumes: [V1, V2] }]);
+  });
+
+  describe('group commit', () => {
+    const db = () => (moduleRef.get(DataSource).driver as unknown as { databaseConnection: import('better-sqlite3').Database }).databaseConnection;
+    const outcome = (promise: Promise<unknown>) =>
+      promise.then(
+        () => 'ok',
+        (error: Error) => error.message,
+      );
+
+    it('applies the changes of a group in the order they were queued', async () => {
+      // Three writers and the finish of one of them, queued in one turn of the event loop.
+      const changes = [
+        index.beginWrite(record('a'), intent('a')),
+        index.beginWrite(record('b'), intent('b')),
+        index.finishWrite('intent-a'),
+        index.beginWrite(record('a/b'), intent('a/b')), // conflicts with 'a', queued before it
+      ];
+      expect(await Promise.all(changes)).toEqual([{ previous: undefined }, { previous: undefined }, undefined, { conflict: 'a' }]);
+      expect((await index.pendingWrites()).map((w) => w.id)).toEqual(['intent-b']);
+      expect(await index.get('a/b')).toBeUndefined();
+    });
+
+    it('rolls back and rejects only the change that failed in a group', async () => {
+      db().exec(`CREATE TRIGGER fail_bad BEFORE INSERT ON write_intents WHEN NEW.key = 'bad' BEGIN SELECT RAISE(ABORT, 'injected failure'); END`);
+      const outcomes = await Promise.all([
+        outcome(index.beginWrite(record('good1'), intent('good1'))),
+        outcome(index.beginWrite(record('bad'), intent('bad'))),
+        outcome(index.beginWrite(record('good2'), intent('good2'))),
+      ]);
+      expect(outcomes).toEqual(['ok', 'database error: injected failure', 'ok']);
+      // The record 'bad' was stored before its intent failed: its savepoint took it back.
+      expect(await index.get('bad')).toBeUndefined();
+      expect((await index.pendingWrites()).map((w) => w.key).sort()).toEqual(['good1', 'good2']);
+    });
+
+    it('rejects every change of a group whose commit fails, and keeps none of them', async () => {
+      // A deferred foreign key is checked at COMMIT: a trigger makes the change of 'bad' break it.
+      db().pragma('foreign_keys = ON');
+      db().exec(`CREATE TABLE dangling (key TEXT REFERENCES keys (key) DEFERRABLE INITIALLY DEFERRED);
+                 CREATE TRIGGER break_commit AFTER INSERT ON write_intents WHEN NEW.key = 'bad'
+                 BEGIN INSERT INTO dangling (key) VALUES ('no such key'); END`);
+      const outcomes = await Promise.all([
+        outcome(index.beginWrite(record('good'), intent('good'))),
+        outcome(index.beginWrite(record('bad'), intent('bad'))),
+      ]);
+      expect(outcomes).toEqual(['database error: FOREIGN KEY constraint failed', 'database error: FOREIGN KEY constraint failed']);
+      expect(await index.get('good')).toBeUndefined();
+      expect(await index.get('bad')).toBeUndefined();
+      expect(await index.pendingWrites()).toEqual([]);
+
+      // The next group commits as usual.
+      await expect(index.beginWrite(record('later'), intent('later'))).resolves.toEqual({ previous: undefined });
+    });
   });
 
   describe('paging, volume updates and rebuild staging', () => {

@@ -12,7 +12,7 @@ import type { KeyRecord } from '../index/key-record';
 import { InMemoryVolumeClient } from '../volumes/in-memory-volume.client';
 import { VOLUME_CLIENT } from '../volumes/volume-client';
 import { KeyLocks } from './key-locks';
-import { KeyWriter } from './key-writer.service';
+import { KeyWriter, SMALL_VALUE_BYTES } from './key-writer.service';
 import { ReplicaFiles, TEMP_DIR } from './replica-files.service';
 import { KeysService } from './keys.service';
 import { rejection } from '../../test/support/rejection';
@@ -98,6 +98,14 @@ describe(KeyWriter.name, () => {
       expect(volumes.contents()).toEqual(replicasHolding('big', whole));
     });
 
+    it('streams a body that declares more than SMALL_VALUE_BYTES, and hashes all of it', async () => {
+      const whole = 'z'.repeat(SMALL_VALUE_BYTES) + 'end';
+      const chunks = [whole.slice(0, 1000), whole.slice(1000)];
+      await expect(writer.put('declared', body(...chunks), whole.length)).resolves.toEqual({ created: true });
+      expect(await index.get('declared')).toMatchObject({ size: whole.length, md5: createHash('md5').update(whole).digest('hex') });
+      expect(volumes.contents()).toEqual(replicasHolding('declared', whole));
+    });
+
     it('goes into a subvolume directory when subvolumes are configured', async () => {
       await moduleRef.close();
       await start({ subvolumes: 16 });
@@ -174,13 +182,22 @@ describe(KeyWriter.name, () => {
       expect(await index.get('k')).toBeUndefined();
     });
 
-    it('a key below an existing key, before any upload', async () => {
+    it('a key below an existing key, before any upload of a large value', async () => {
       await put('a', 'hello');
       volumes.requests.length = 0;
-      const error = await rejection(put('a/b', 'world'));
+      const error = await rejection(writer.put('a/b', body('x'.repeat(SMALL_VALUE_BYTES + 1)), SMALL_VALUE_BYTES + 1));
       expect([error.code, error.message]).toEqual([MkvErrorCode.KeyConflict, 'key a/b conflicts with existing key a']);
       expect(volumes.requests).toEqual([]);
       expect(await index.get('a/b')).toBeUndefined();
+    });
+
+    it('a small value for a key below an existing key, removing its uploads', async () => {
+      await put('a', 'hello');
+      const error = await rejection(put('a/b', 'world'));
+      expect([error.code, error.message]).toEqual([MkvErrorCode.KeyConflict, 'key a/b conflicts with existing key a']);
+      expect(volumes.contents()).toEqual(replicasHolding('a', 'hello'));
+      expect(await index.get('a/b')).toBeUndefined();
+      expect(await index.pendingWrites()).toEqual([]);
     });
 
     it('a key above an existing unlinked key', async () => {
@@ -189,6 +206,16 @@ describe(KeyWriter.name, () => {
       const error = await rejection(put('a', 'world'));
       expect([error.code, error.message]).toEqual([MkvErrorCode.KeyConflict, 'key a conflicts with existing key a/b']);
       expect(volumes.contents()).toEqual(replicasHolding('a/b', 'hello'));
+    });
+
+    it.each([
+      ['breaks off a small body', () => Readable.from((async function* () { yield Buffer.from('hel'); throw new Error('aborted'); })())],
+      ['went away before its small body was read', () => body('hello').destroy()],
+    ])('a client that %s, before any upload', async (_, brokenBody) => {
+      const error = await rejection(writer.put('k', brokenBody(), 5));
+      expect([error.code, error.message]).toEqual([MkvErrorCode.InvalidRequest, 'request body not received: aborted']);
+      expect(volumes.requests).toEqual([]);
+      expect(await index.get('k')).toBeUndefined();
     });
 
     it('a write when there are fewer volumes than replicas', async () => {
@@ -211,6 +238,14 @@ describe(KeyWriter.name, () => {
       expect(volumes.contents()).toEqual({});
       expect(await index.get('k')).toBeUndefined();
       expect(await index.pendingWrites()).toEqual([]);
+    });
+
+    it('drops a small value one volume could not be reached for, leaving no blob anywhere', async () => {
+      const [first] = placement.replicasFor('k');
+      volumes.failingPuts.set(first, 'before-body');
+      expect((await rejection(put('k', 'hello'))).code).toBe(MkvErrorCode.VolumeWriteFailed);
+      expect(volumes.contents()).toEqual({});
+      expect(await index.get('k')).toBeUndefined();
     });
 
     it('stops a large upload when a volume refuses it at once', async () => {
@@ -284,7 +319,7 @@ describe(KeyWriter.name, () => {
       const tempPath = `${TEMP_DIR}/${tempName}`;
       for (const volume of targets) volumes.blobs.set(volume + tempPath, Buffer.from(value));
       const record: KeyRecord = { key, volumes: targets, size: value.length, md5: HELLO_MD5, state: 'live', createdAt: 7, updatedAt: 7 };
-      expect(await index.beginWrite(record, { id: tempName, key, tempPath, volumes: targets, createdAt: 7 })).toBeUndefined();
+      expect((await index.beginWrite(record, { id: tempName, key, tempPath, volumes: targets, createdAt: 7 })).conflict).toBeUndefined();
       return record;
     }
 

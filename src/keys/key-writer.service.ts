@@ -1,12 +1,12 @@
 import { Inject, Injectable, Logger } from '@nestjs/common';
-import { createHash, randomUUID } from 'node:crypto';
+import { createHash, hash, randomUUID } from 'node:crypto';
 import { once } from 'node:events';
 import { PassThrough, Readable } from 'node:stream';
 import { MkvConfig } from '../config/mkv-config';
 import { MkvError, MkvErrorCode } from '../common/mkv-error';
 import { PlacementService } from '../hashing/placement.service';
 import { VolumeHealth } from '../health/volume-health.service';
-import { KEY_INDEX, KeyIndex } from '../index/key-index';
+import { BeganWrite, KEY_INDEX, KeyIndex } from '../index/key-index';
 import type { KeyRecord, WriteIntent } from '../index/key-record';
 import { VOLUME_CLIENT, VolumeClient, VolumeError } from '../volumes/volume-client';
 import { valueWritten, ValueWrittenEvent } from '../metrics/channels';
@@ -18,6 +18,14 @@ export interface WriteResult {
   created: boolean;
 }
 
+/**
+ * A value whose Content-Length is at most this is read whole before it goes
+ * to the volumes: one Buffer sent to each (the request line, headers and body
+ * in one write), instead of a stream per volume paced by the slowest. Memory
+ * stays bounded: this many bytes per request in flight at the most.
+ */
+export const SMALL_VALUE_BYTES = 64 * 1024;
+
 interface Upload {
   tempPath: string;
   size: number;
@@ -27,7 +35,8 @@ interface Upload {
 /**
  * The write path, top to bottom:
  *  1. stream the body once, fanned out to the R target volumes under a
- *     temporary name, computing size and MD5 on the way (never buffered whole);
+ *     temporary name, computing size and MD5 on the way (never buffered whole,
+ *     but for a value of at most SMALL_VALUE_BYTES, read first and then sent);
  *  2. under the key's lock, record the new value and an intent to rename, in
  *     one index transaction;
  *  3. rename (WebDAV MOVE) every upload into place;
@@ -61,12 +70,17 @@ export class KeyWriter {
     // Fail fast instead of waiting for a timeout; nothing is written anywhere.
     const down = targets.find((volume) => this.health.isDown(volume));
     if (down !== undefined) throw new MkvError(MkvErrorCode.VolumeDown, `volume ${down} is down`);
-    // Checked again, atomically, when the record is written; this early check
-    // refuses a conflicting key before a single byte reaches a volume.
-    const conflict = await this.index.findConflict(key);
-    if (conflict !== undefined) throw keyConflict(key, conflict);
+    const small = declaredLength !== undefined && declaredLength <= SMALL_VALUE_BYTES;
+    if (!small) {
+      // Checked again, atomically, when the record is written; this early check
+      // refuses a conflicting key before a single byte of a large value reaches
+      // a volume. A small value is cheaper to upload and discard on a conflict
+      // (a client error) than to check twice on every write.
+      const conflict = await this.index.findConflict(key);
+      if (conflict !== undefined) throw keyConflict(key, conflict);
+    }
 
-    const upload = await this.upload(body, targets, declaredLength);
+    const upload = small ? await this.uploadSmall(body, targets) : await this.upload(body, targets, declaredLength);
     if (upload.size === 0) {
       await this.files.discard(targets, upload.tempPath);
       throw emptyValue();
@@ -98,64 +112,76 @@ export class KeyWriter {
       }
       for (const sink of sinks) sink.end();
     };
-    const puts = targets.map((volume, i) =>
-      this.volumes.put(volume + tempPath, sinks[i], { length, signal: abort.signal }).catch((error: unknown) => {
-        if (error instanceof VolumeError && error.unreachable && !abort.signal.aborted) this.health.reportUnreachable(volume, error.message);
-        throw error;
-      }),
-    );
+    const puts = targets.map((volume, i) => this.putOn(volume, tempPath, sinks[i], { length, signal: abort.signal }));
     await Promise.allSettled([pump(), ...puts].map((step) => step.catch(fail)));
 
-    if (failure !== undefined) {
-      await this.files.discard(targets, tempPath);
-      if (failure instanceof VolumeError) {
-        this.logger.warn(`upload failed: ${failure.message}`);
-        throw volumeWriteFailed();
-      }
-      // The client went away or sent a broken body; it will not read an answer.
-      throw new MkvError(MkvErrorCode.InvalidRequest, `request body not received: ${(failure as Error)?.message}`);
-    }
+    if (failure !== undefined) await this.uploadFailed(targets, tempPath, failure);
     return { tempPath, size, md5: md5.digest('hex') };
   }
 
-  private async commit(key: string, targets: string[], upload: Upload): Promise<WriteResult> {
-    let previous: KeyRecord | undefined;
+  /**
+   * A small value: read whole, then sent to every volume at once. A body that
+   * breaks off fails before anything reaches a volume.
+   */
+  private async uploadSmall(body: Readable, targets: string[]): Promise<Upload> {
+    let value: Buffer;
     try {
-      previous = await this.index.get(key);
+      value = await readWhole(body);
     } catch (error) {
-      await this.files.discard(targets, upload.tempPath);
+      throw bodyNotReceived(error);
+    }
+    const tempPath = this.files.newTempPath();
+    const outcomes = await Promise.allSettled(targets.map((volume) => this.putOn(volume, tempPath, value, { length: value.length })));
+    const failed = outcomes.find((outcome) => outcome.status === 'rejected');
+    if (failed !== undefined) await this.uploadFailed(targets, tempPath, failed.reason);
+    return { tempPath, size: value.length, md5: md5Hex(value) };
+  }
+
+  /** One volume's upload; a volume that cannot be reached is reported to the health checks (unless we aborted it). */
+  private async putOn(volume: string, tempPath: string, body: Readable | Buffer, options: { length?: number; signal?: AbortSignal }): Promise<void> {
+    try {
+      await this.volumes.put(volume + tempPath, body, options);
+    } catch (error) {
+      if (error instanceof VolumeError && error.unreachable && !options.signal?.aborted) this.health.reportUnreachable(volume, error.message);
       throw error;
     }
+  }
+
+  /** Removes the uploads and throws what the client is told. */
+  private async uploadFailed(targets: string[], tempPath: string, failure: unknown): Promise<never> {
+    await this.files.discard(targets, tempPath);
+    if (failure instanceof VolumeError) {
+      this.logger.warn(`upload failed: ${failure.message}`);
+      throw volumeWriteFailed();
+    }
+    throw bodyNotReceived(failure);
+  }
+
+  private async commit(key: string, targets: string[], upload: Upload): Promise<WriteResult> {
     const now = Date.now();
-    const record: KeyRecord = {
-      key,
-      volumes: targets,
-      size: upload.size,
-      md5: upload.md5,
-      state: 'live',
-      createdAt: previous?.createdAt ?? now,
-      updatedAt: now,
-    };
+    const record: KeyRecord = { key, volumes: targets, size: upload.size, md5: upload.md5, state: 'live', createdAt: now, updatedAt: now };
     const intent: WriteIntent = { id: randomUUID(), key, tempPath: upload.tempPath, volumes: targets, createdAt: now };
 
-    let conflict: string | undefined;
+    let began: BeganWrite;
     try {
-      conflict = await this.index.beginWrite(record, intent);
+      began = await this.index.beginWrite(record, intent);
     } catch (error) {
       await this.files.discard(targets, upload.tempPath); // nothing renamed yet: the old value is untouched
       throw error;
     }
-    if (conflict !== undefined) {
+    if (began.conflict !== undefined) {
       await this.files.discard(targets, upload.tempPath);
-      throw keyConflict(key, conflict);
+      throw keyConflict(key, began.conflict);
     }
+    const { previous } = began;
+    record.createdAt = previous?.createdAt ?? now; // as the index keeps it
 
     const outcomes = await Promise.allSettled(targets.map((volume) => this.files.moveIntoPlace(key, volume, upload.tempPath)));
     const moved = targets.filter((_, i) => outcomes[i].status === 'fulfilled');
     const failures = outcomes.flatMap((o) => (o.status === 'rejected' ? [o.reason as unknown] : []));
 
     if (failures.length === 0) {
-      await this.index.finishWrite(intent.id, record).catch((error) => {
+      await this.index.finishWrite(intent.id).catch((error) => {
         // The record is already right; only the intent stays, and replaying it is harmless.
         this.logger.warn(`could not clear write intent for ${key}: ${(error as Error).message}`);
       });
@@ -236,6 +262,39 @@ export class KeyWriter {
   }
 }
 
+/** The whole body (of a request that declared a small length), or the error that broke it off. */
+function readWhole(body: Readable): Promise<Buffer> {
+  return new Promise((resolve, reject) => {
+    if (body.destroyed || body.readableEnded) {
+      reject(new Error(body.readableEnded ? 'body already read' : 'aborted'));
+      return;
+    }
+    const chunks: Buffer[] = [];
+    let size = 0;
+    const onData = (chunk: Buffer) => {
+      chunks.push(chunk);
+      size += chunk.length;
+    };
+    const onEnd = () => {
+      settle();
+      resolve(chunks.length === 1 ? chunks[0] : Buffer.concat(chunks, size));
+    };
+    const onError = (error: Error) => {
+      settle();
+      reject(error);
+    };
+    const onClose = () => onError(new Error('aborted')); // closed before its end
+    const settle = () => {
+      body.off('data', onData).off('end', onEnd).off('error', onError).off('close', onClose);
+    };
+    body.on('data', onData).once('end', onEnd).once('error', onError).once('close', onClose);
+  });
+}
+
+/** One-shot where Node has it (20.12 and later), cheaper than a Hash object. */
+const md5Hex: (value: Buffer) => string =
+  typeof hash === 'function' ? (value) => hash('md5', value, 'hex') : (value) => createHash('md5').update(value).digest('hex');
+
 function isPathConflict(error: unknown): boolean {
   // 409: a directory stands at the key's path; 404 (with our upload present):
   // a file stands where the key needs a directory.
@@ -248,6 +307,11 @@ function keyConflict(key: string, existing: string): MkvError {
 
 function emptyValue(): MkvError {
   return new MkvError(MkvErrorCode.EmptyValue, 'empty value');
+}
+
+function bodyNotReceived(cause: unknown): MkvError {
+  // The client went away or sent a broken body; it will not read an answer.
+  return new MkvError(MkvErrorCode.InvalidRequest, `request body not received: ${(cause as Error)?.message}`);
 }
 
 function volumeWriteFailed(): MkvError {

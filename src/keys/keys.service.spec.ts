@@ -58,7 +58,7 @@ describe(KeysService.name, () => {
       ...overrides,
     };
     const intent = { id: `seed-${key}`, key, tempPath: `/.mkv-tmp/seed-${key}`, volumes: record.volumes, createdAt: 1000 };
-    expect(await index.beginWrite(record, intent)).toBeUndefined();
+    expect((await index.beginWrite(record, intent)).conflict).toBeUndefined();
     await index.finishWrite(intent.id, record);
     for (const volume of record.volumes) volumes.blobs.set(placement.blobUrl(key, volume), Buffer.from('hello'));
     return record;

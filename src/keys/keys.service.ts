@@ -65,12 +65,11 @@ export class KeysService {
    */
   async delete(key: string): Promise<void> {
     await this.locks.run(key, async () => {
-      const record = await this.index.get(key);
+      const record = await this.index.beginDelete(key, { unlessLive: this.config.protect });
       if (record === undefined) throw MkvError.notFound();
       if (this.config.protect && record.state === 'live') {
         throw new MkvError(MkvErrorCode.MustUnlinkFirst, 'key must be unlinked before delete');
       }
-      await this.index.beginDelete(key);
       if (await this.files.deleteBlobs(key, record.volumes)) await this.index.finishDelete(key);
     });
   }

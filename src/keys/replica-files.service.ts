@@ -52,6 +52,7 @@ export class ReplicaFiles {
   }
 
   private async deleteEach(urls: string[]): Promise<boolean> {
+    if (urls.length === 0) return true;
     const outcomes = await Promise.allSettled(urls.map((url) => this.volumes.delete(url)));
     for (const outcome of outcomes) {
       if (outcome.status === 'rejected') this.logger.warn(`delete failed: ${(outcome.reason as Error).message}`);

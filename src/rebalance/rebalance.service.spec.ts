@@ -81,7 +81,7 @@ describe(RebalanceService.name, () => {
   /** A record written straight into the index, its blob put on each volume it lists (or as given). */
   async function storeRecord(record: KeyRecord, blobs: Record<string, string> = {}): Promise<void> {
     const intent = { id: `seed-${record.key}`, key: record.key, tempPath: `${TEMP_DIR}/seed`, volumes: record.volumes, createdAt: 1 };
-    expect(await index.beginWrite(record, intent)).toBeUndefined();
+    expect((await index.beginWrite(record, intent)).conflict).toBeUndefined();
     await index.finishWrite(intent.id, record);
     for (const volume of record.volumes) {
       volumes.blobs.set(placement.blobUrl(record.key, volume), Buffer.from(blobs[volume] ?? 'hello'));

@@ -76,7 +76,7 @@ describe(RebuildService.name, () => {
 
   async function store(record: KeyRecord): Promise<void> {
     const intent = { id: `seed-${record.key}`, key: record.key, tempPath: `${TEMP_DIR}/seed`, volumes: record.volumes, createdAt: 1 };
-    expect(await index.beginWrite(record, intent)).toBeUndefined();
+    expect((await index.beginWrite(record, intent)).conflict).toBeUndefined();
     await index.finishWrite(intent.id, record);
   }
 
@@ -164,7 +164,7 @@ describe(RebuildService.name, () => {
       const targets = placeKey('late', VOLUMES, REPLICAS);
       const record: KeyRecord = { key: 'late', volumes: targets, size: 5, md5: 'late-md5', state: 'live', createdAt: 1, updatedAt: 1 };
       const intent = { id: 'late-write', key: 'late', tempPath: `${TEMP_DIR}/late`, volumes: targets, createdAt: 1 };
-      expect(await index.beginWrite(record, intent)).toBeUndefined();
+      expect((await index.beginWrite(record, intent)).conflict).toBeUndefined();
       const list = volumes.list.bind(volumes);
       jest.spyOn(volumes, 'list').mockImplementation(async function* (url: string) {
         yield* list(url);
@@ -177,7 +177,7 @@ describe(RebuildService.name, () => {
     it('keeps the row of a key whose write is still renaming its uploads at the swap', async () => {
       const targets = placeKey('mid-write', VOLUMES, REPLICAS);
       const record: KeyRecord = { key: 'mid-write', volumes: targets, size: 5, md5: 'md5', state: 'live', createdAt: 1, updatedAt: 1 };
-      expect(await index.beginWrite(record, { id: 'w', key: 'mid-write', tempPath: `${TEMP_DIR}/w`, volumes: targets, createdAt: 1 })).toBeUndefined();
+      expect((await index.beginWrite(record, { id: 'w', key: 'mid-write', tempPath: `${TEMP_DIR}/w`, volumes: targets, createdAt: 1 })).conflict).toBeUndefined();
       await service.run(new RecordingJobRun());
       expect(await index.get('mid-write')).toEqual(record);
     });

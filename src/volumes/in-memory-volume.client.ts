@@ -19,12 +19,13 @@ export class InMemoryVolumeClient implements VolumeClient {
   /** Every request made, as `METHOD url`, in order. */
   readonly requests: string[] = [];
 
-  async put(url: string, body: Readable): Promise<void> {
+  async put(url: string, body: Readable | Buffer): Promise<void> {
     this.requests.push(`PUT ${url}`);
     const failure = this.failingPuts.get(volumeOf(url));
     if (failure === 'before-body') throw VolumeError.unreachable('PUT', url, new Error('connection refused'));
     const chunks: Buffer[] = [];
-    for await (const chunk of body) chunks.push(Buffer.from(chunk as Buffer));
+    if (Buffer.isBuffer(body)) chunks.push(Buffer.from(body));
+    else for await (const chunk of body) chunks.push(Buffer.from(chunk as Buffer));
     if (failure === 'after-body') throw VolumeError.status('PUT', url, 507);
     this.blobs.set(url, Buffer.concat(chunks));
   }

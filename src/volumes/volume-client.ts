@@ -8,8 +8,8 @@ export const VOLUME_CLIENT = Symbol('VOLUME_CLIENT');
  * Every method rejects with VolumeError.
  */
 export interface VolumeClient {
-  /** Stores the stream at `url`; resolves once the volume has the whole body. */
-  put(url: string, body: Readable, options?: { length?: number; signal?: AbortSignal }): Promise<void>;
+  /** Stores the body (a stream, or a small value already in memory) at `url`; resolves once the volume has all of it. */
+  put(url: string, body: Readable | Buffer, options?: { length?: number; signal?: AbortSignal }): Promise<void>;
   /** Renames a blob within one volume, replacing what was at `toUrl`. */
   move(fromUrl: string, toUrl: string): Promise<void>;
   /** Removes a blob; resolves false when there was none. */
