@@ -355,9 +355,9 @@ describe(SqliteKeyIndex.name, () => {
         await store(record('a', { volumes: [V3, V1], size: 50 })); // an overwrite that moves and grows
         await index.setVolumes('b', [V1]);
         await index.setState('c', 'unlinked', 2000);
-        expect(await index.beginWrite(record('d', { size: 9 }), intent('d'))).toBeUndefined();
+        expect(await index.beginWrite(record('d', { size: 9 }), intent('d'))).toEqual({ previous: undefined });
         await index.abortWrite('intent-d', 'd', undefined);
-        expect(await index.beginWrite(record('a', { size: 3 }), intent('a', 'again'))).toBeUndefined();
+        expect(await index.beginWrite(record('a', { size: 3 }), intent('a', 'again'))).toEqual({ previous: expect.objectContaining({ size: 50 }) });
         await index.abortWrite('again', 'a', record('a', { volumes: [V3, V1], size: 50 }));
         await index.beginDelete('c');
         expect(await usage()).toEqual(await counted());
