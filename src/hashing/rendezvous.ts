@@ -1,8 +1,4 @@
-import { createHash, hash } from 'node:crypto';
-
-/** One-shot SHA-256 where Node has it (20.12 and later): half the cost of a Hash object, and PUT hashes every volume. */
-const sha256: (data: string) => Buffer =
-  typeof hash === 'function' ? (data) => hash('sha256', data, 'buffer') : (data) => createHash('sha256').update(data, 'utf8').digest();
+import { hash } from 'node:crypto';
 
 /**
  * Rendezvous (highest random weight) placement, exactly as the README states
@@ -12,7 +8,8 @@ const sha256: (data: string) => Buffer =
  * Adding one volume to N moves about 1/(N+1) of the keys and nothing else.
  */
 export function scoreVolume(key: string, volume: string): Buffer {
-  return sha256(key + volume); // the UTF-8 of the two strings one after the other
+  // One-shot hash: half the cost of a Hash object, and a PUT scores every volume.
+  return hash('sha256', key + volume, 'buffer'); // the UTF-8 of the two strings one after the other
 }
 
 /** All volumes in placement order for this key. */

@@ -134,7 +134,7 @@ export class KeyWriter {
     const outcomes = await Promise.allSettled(targets.map((volume) => this.putOn(volume, tempPath, value, { length: value.length })));
     const failed = outcomes.find((outcome) => outcome.status === 'rejected');
     if (failed !== undefined) await this.uploadFailed(targets, tempPath, failed.reason);
-    return { tempPath, size: value.length, md5: md5Hex(value) };
+    return { tempPath, size: value.length, md5: hash('md5', value, 'hex') };
   }
 
   /** One volume's upload; a volume that cannot be reached is reported to the health checks (unless we aborted it). */
@@ -292,9 +292,6 @@ function readWhole(body: Readable): Promise<Buffer> {
 }
 
 /** One-shot where Node has it (20.12 and later), cheaper than a Hash object. */
-const md5Hex: (value: Buffer) => string =
-  typeof hash === 'function' ? (value) => hash('md5', value, 'hex') : (value) => createHash('md5').update(value).digest('hex');
-
 function isPathConflict(error: unknown): boolean {
   // 409: a directory stands at the key's path; 404 (with our upload present):
   // a file stands where the key needs a directory.
