@@ -11,6 +11,7 @@ import { InitialSchema1763700000000 } from './migrations/1763700000000-initial-s
 import { Jobs1763800000000 } from './migrations/1763800000000-jobs';
 import { PendingDeletes1763900000000 } from './migrations/1763900000000-pending-deletes';
 import { IndexUsage1764000000000 } from './migrations/1764000000000-index-usage';
+import { UsageUpsertTriggers1764100000000 } from './migrations/1764100000000-usage-upsert-triggers';
 import { SqliteKeyIndex } from './sqlite-key-index.repository';
 import { WriteIntentEntity } from './write-intent.entity';
 
@@ -24,7 +25,7 @@ import { WriteIntentEntity } from './write-intent.entity';
           type: 'better-sqlite3' as const,
           database: config.db,
           entities: [KeyEntity, WriteIntentEntity, JobEntity, JobPlanEntity],
-          migrations: [InitialSchema1763700000000, Jobs1763800000000, PendingDeletes1763900000000, IndexUsage1764000000000],
+          migrations: [InitialSchema1763700000000, Jobs1763800000000, PendingDeletes1763900000000, IndexUsage1764000000000, UsageUpsertTriggers1764100000000],
           migrationsRun: true,
           synchronize: false,
           enableWAL: true,

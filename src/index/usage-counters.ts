@@ -12,15 +12,20 @@ function volumesOf(row: string): string {
   return `json_each('[""' || CASE WHEN ${row}.volumes = '' THEN '' ELSE ',"' || replace(${row}.volumes, ',', '","') || '"' END || ']')`;
 }
 
-const add = (row: string) => `
-  INSERT INTO index_usage (volume, keys, bytes) SELECT value, 1, ${row}.size FROM ${volumesOf(row)} WHERE true
-    ON CONFLICT (volume) DO UPDATE SET keys = keys + 1, bytes = bytes + excluded.bytes;`;
-
-// UPDATE ... FROM, not WHERE volume IN (SELECT ...): inside a trigger the
-// subquery form cost 35 µs a write, this one 1.5. For the same reason the
-// update trigger adds before it subtracts: the other order took 50 µs.
-const subtract = (row: string) => `
-  UPDATE index_usage SET keys = keys - 1, bytes = bytes - ${row}.size FROM ${volumesOf(row)} AS v WHERE index_usage.volume = v.value;`;
+/**
+ * Adds the row to (sign 1) or takes it from (sign -1) the counters of its
+ * volumes and the totals. Both directions are one upsert keyed by the
+ * counters' primary key: its cost does not grow with the number of volumes.
+ * The other forms cost more inside a trigger, measured as the time a delete
+ * takes above one without a trigger (a 30,000-key index, deletes committed
+ * in groups of 50): `UPDATE ... FROM json_each(...)` 21 to 30 µs,
+ * `WHERE volume IN (SELECT ... json_each(...))` 73 µs, and a scan matching
+ * each counter's volume with instr() 2 µs with 4 counter rows but 16 µs with
+ * 104. This upsert: 2 µs with either.
+ */
+const count = (row: string, sign: 1 | -1) => `
+  INSERT INTO index_usage (volume, keys, bytes) SELECT value, ${sign}, ${sign} * ${row}.size FROM ${volumesOf(row)} WHERE true
+    ON CONFLICT (volume) DO UPDATE SET keys = keys + excluded.keys, bytes = bytes + excluded.bytes;`;
 
 export const USAGE_TABLE = `
   CREATE TABLE "index_usage" (
@@ -33,11 +38,11 @@ export const USAGE_TABLE = `
 // trigger; INSERT OR REPLACE would not fire the delete one (recursive
 // triggers are off) and the counts would drift.
 export const USAGE_TRIGGERS = [
-  `CREATE TRIGGER "usage_on_insert" AFTER INSERT ON "keys" BEGIN ${add('NEW')} END`,
-  `CREATE TRIGGER "usage_on_delete" AFTER DELETE ON "keys" BEGIN ${subtract('OLD')} END`,
+  `CREATE TRIGGER "usage_on_insert" AFTER INSERT ON "keys" BEGIN ${count('NEW', 1)} END`,
+  `CREATE TRIGGER "usage_on_delete" AFTER DELETE ON "keys" BEGIN ${count('OLD', -1)} END`,
   `CREATE TRIGGER "usage_on_update" AFTER UPDATE OF volumes, size ON "keys"
      WHEN OLD.volumes IS NOT NEW.volumes OR OLD.size IS NOT NEW.size
-     BEGIN ${add('NEW')} ${subtract('OLD')} END`,
+     BEGIN ${count('NEW', 1)} ${count('OLD', -1)} END`,
 ];
 
 /** Counts from scratch: once when the table is created, and after a rebuild's swap. */
