@@ -7,7 +7,9 @@
  * Starts 3 nginx volumes on tmpfs (/dev/shm), `mkv serve` with R=2 on an
  * index of KEYS keys, a second `mkv serve` on an index of INDEX_KEYS
  * (1,000,000) keys holding the same KEYS among them, a bare Fastify server
- * answering a constant 302 and an nginx server answering `return 302`. Both
+ * answering a constant 302, an nginx server answering `return 302`, and the
+ * floor server (bench/floor-server.js: bare Fastify doing only the work each
+ * operation cannot go without, on the small index's file). Both
  * indexes are filled by bench/fill-index.js through the project's own index
  * code, the small one with its blobs on the volumes. Then, ROUNDS times, with
  * 100 connections and 1 KiB values (each phase against mkv next to its
@@ -44,6 +46,7 @@ const THREADS = 2;
 // each on this 2-core machine (mkv's PUT is ~20x slower than nginx's).
 const MKV_WRITE_KEYS = Number(process.env.MKV_WRITE_KEYS ?? 3000);
 const NGINX_WRITE_KEYS = Number(process.env.NGINX_WRITE_KEYS ?? 50000);
+const FLOOR_WRITE_KEYS = Number(process.env.FLOOR_WRITE_KEYS ?? 15000);
 const INDEX_KEYS = Number(process.env.INDEX_KEYS ?? 1_000_000);
 const LARGE_MIB = Number(process.env.LARGE_MIB ?? 256);
 const TOOLS = { wrk: 'wrk', ab: 'apache2-utils', curl: 'curl', nginx: 'nginx-light' };
@@ -122,6 +125,13 @@ async function startMkv(db, volumes) {
 async function startFastify302() {
   const port = await freePort();
   const child = spawn(process.execPath, [path.join(__dirname, 'fastify-302.js'), String(port)], { stdio: 'ignore' });
+  started.push(child);
+  return { url: `http://127.0.0.1:${port}`, pid: child.pid };
+}
+
+async function startFloor(db, volumes) {
+  const port = await freePort();
+  const child = spawn(process.execPath, [path.join(__dirname, 'floor-server.js'), String(port), db, volumes.map((v) => v.url).join(',')], { stdio: 'ignore' });
   started.push(child);
   return { url: `http://127.0.0.1:${port}`, pid: child.pid };
 }
@@ -300,6 +310,10 @@ async function smallValueRound(s) {
     curlEach(`${s.nginx302.url}/ceiling/k[0-${KEYS - 1}]`, KEYS),
   );
   await measure('Fastify constant 302', { generator: 'wrk', serverPids: [s.fastify.pid] }, () => wrk(s.fastify.url, { prefix: '/bench/k' }));
+  const floor = { generator: 'wrk', serverPids: [s.floor.pid] };
+  await measure('floor PUT (two volumes, new keys)', floor, () => wrk(s.floor.url, { method: 'PUT', prefix: '/write/k', keys: FLOOR_WRITE_KEYS, once: true }));
+  await measure('floor DELETE (two volumes)', floor, () => wrk(s.floor.url, { method: 'DELETE', prefix: '/write/k', keys: FLOOR_WRITE_KEYS, once: true }));
+  await measure('floor GET (SQLite read + 302)', floor, () => wrk(s.floor.url, { prefix: '/bench/k' }));
 
   const mkv = { generator: 'wrk', serverPids: [s.mkv.pid] };
   await measure('mkv PUT (R=2, new keys)', mkv, () => wrk(s.mkv.url, { method: 'PUT', prefix: '/write/k', keys: MKV_WRITE_KEYS, once: true }));
@@ -323,6 +337,7 @@ async function largeValueRound(s, file, rss) {
   };
   await measure(`nginx PUT ${large} (one volume)`, vol0, () => curlLarge(`${s.volume.url}/ceiling/large`, file));
   await measure(`mkv PUT ${large} (R=2)`, mkv, () => sampled(() => curlLarge(`${s.mkv.url}/large/v`, file)));
+  await measure(`floor PUT ${large} (two volumes, no digest)`, { ...mkv, serverPids: [s.floor.pid] }, () => curlLarge(`${s.floor.url}/large/v`, file));
   await measure(`nginx GET ${large}`, vol0, () => curlLarge(`${s.volume.url}/ceiling/large`));
   await measure(`mkv GETFULL ${large}`, mkv, () => sampled(() => curlLarge(`${s.mkv.url}/large/v`)));
 }
@@ -349,14 +364,15 @@ async function main() {
   s.mkvBig = await startMkv(path.join(base, 'index-big.db'), volumes);
   s.fastify = await startFastify302();
   s.nginx302 = await startNginx302(s.volume);
-  await Promise.all([s.fastify, s.nginx302, ...volumes].map((server) => waitFor(`${server.url}/`)));
+  s.floor = await startFloor(path.join(base, 'index.db'), volumes);
+  await Promise.all([s.fastify, s.nginx302, s.floor, ...volumes].map((server) => waitFor(`${server.url}/`)));
   await Promise.all([s.mkv, s.mkvBig].map((server) => waitFor(`${server.url}/_admin/ready`)));
   s.vol0Workers = nginxWorkers(s.volume);
   s.nginx302Workers = nginxWorkers(s.nginx302);
   // The files the nginx GET, HEAD and GETFULL ceilings read (not measured).
   await wrk(s.volume.url, { method: 'PUT', prefix: '/ceiling/k', once: true });
   // V8 compiles the servers' hot paths in their first second of load: not in round 1's figures.
-  for (const server of [s.mkv, s.mkvBig, s.fastify]) await wrk(server.url, { prefix: '/bench/k', seconds: 1 });
+  for (const server of [s.mkv, s.mkvBig, s.fastify, s.floor]) await wrk(server.url, { prefix: '/bench/k', seconds: 1 });
 
   for (let round = 1; round <= ROUNDS; round++) {
     process.stderr.write(`1 KiB round ${round}/${ROUNDS}\n`);
@@ -440,6 +456,31 @@ function printReport(rss) {
     const ratio = ceiling === undefined ? undefined : value / ceiling;
     const verdict = met ? (met(ratio, value) ? 'yes' : 'no') : '';
     console.log(`| ${what} | ${fmt(value, value < 10 ? 2 : 0)} | ${against} | ${fmt(ceiling, ceiling < 10 ? 2 : 0)} | ${fmt(ratio, 2)} | ${target} | ${verdict} |`);
+  }
+
+  // The same targets put to the floor server: what the runtime costs before mkv adds anything.
+  const ratioTo = (name, ceiling, field) => figure(name, field) / figure(ceiling, field);
+  const nginxPut = 'nginx PUT (one volume, new files)';
+  const floorRows = [
+    ['GET (302) rate / Fastify constant 302', '>= 0.80', ratioTo('floor GET (SQLite read + 302)', 'Fastify constant 302'), ratioTo('mkv GET (302)', 'Fastify constant 302'), (v) => v >= 0.8],
+    ['GET (302) CPU µs/req', '<= 25', figure('floor GET (SQLite read + 302)', 'cpuUs'), figure('mkv GET (302)', 'cpuUs'), (v) => v <= 25],
+    ['PUT rate / nginx PUT', '>= 0.25', ratioTo('floor PUT (two volumes, new keys)', nginxPut), ratioTo('mkv PUT (R=2, new keys)', nginxPut), (v) => v >= 0.25],
+    ['PUT CPU µs/req', '<= 130', figure('floor PUT (two volumes, new keys)', 'cpuUs'), figure('mkv PUT (R=2, new keys)', 'cpuUs'), (v) => v <= 130],
+    ['DELETE CPU µs/req', '<= 90', figure('floor DELETE (two volumes)', 'cpuUs'), figure('mkv DELETE (each key once)', 'cpuUs'), (v) => v <= 90],
+    [
+      `PUT ${large} MB/s / nginx PUT`,
+      '>= 0.80',
+      ratioTo(`floor PUT ${large} (two volumes, no digest)`, `nginx PUT ${large} (one volume)`),
+      ratioTo(`mkv PUT ${large} (R=2)`, `nginx PUT ${large} (one volume)`),
+      (v) => v >= 0.8,
+    ],
+  ];
+  console.log('\nThe floor: bench/floor-server.js, bare Fastify doing only what each operation cannot go without (see its header).');
+  console.log('| figure | target | floor | floor meets it | mkv |');
+  console.log('|---|---|---:|---|---:|');
+  for (const [what, target, floorValue, mkvValue, met] of floorRows) {
+    const digits = floorValue < 10 ? 2 : 0;
+    console.log(`| ${what} | ${target} | ${fmt(floorValue, digits)} | ${met(floorValue) ? 'yes' : 'no'} | ${fmt(mkvValue, digits)} |`);
   }
 }
 

@@ -1,0 +1,95 @@
+#!/usr/bin/env node
+/**
+ * The floor under mkv's figures: a bare Fastify server doing only the work
+ * an operation cannot go without, with mkv's own drivers (better-sqlite3,
+ * undici pools, the same pass-through body parser), and nothing else: no
+ * Nest, no request id, no metrics, no key locks, no write protocol (no
+ * temporary name, no MOVE, no index change, no digest). A target below this
+ * floor is out of reach of any tuning of mkv on the same machine.
+ *
+ *   GET /<key>     one point read in mkv's index file, then a 302
+ *   PUT /<key>     the value to two volumes at once: read whole first when it
+ *                  declares at most 64 KiB (as mkv does), streamed otherwise
+ *   DELETE /<key>  DELETE of the same two files at once
+ *
+ *   node bench/floor-server.js <port> <index.db> <volume-url>,<volume-url>[,...]
+ */
+const Database = require('better-sqlite3');
+const fastify = require('fastify')({ logger: false });
+const { PassThrough } = require('node:stream');
+const { Pool } = require('undici');
+
+const [port, dbPath, volumeList] = process.argv.slice(2);
+const volumes = volumeList.split(',');
+const pools = volumes.map((url) => new Pool(url, { connections: 512, keepAliveTimeout: 60_000 }));
+const db = new Database(dbPath, { readonly: true, fileMustExist: true });
+const lookup = db.prepare('SELECT volumes FROM keys WHERE key = ?');
+const SMALL_VALUE_BYTES = 64 * 1024;
+
+/** Two volumes for a key, by a cheap hash: the load spreads as mkv's does. */
+function targetsOf(key) {
+  const first = (key.length + key.charCodeAt(key.length - 1)) % volumes.length;
+  return [first, (first + 1) % volumes.length];
+}
+
+/** One volume request whose answer is its status (mkv's StatusExchange, without abort signals). */
+function send(volume, method, path, body, headers) {
+  return new Promise((resolve, reject) => {
+    let status = 0;
+    pools[volume].dispatch(
+      { path, method, body, headers },
+      {
+        onRequestStart() {},
+        onResponseStart(_controller, code) {
+          status = code;
+        },
+        onResponseData() {},
+        onResponseEnd: () => resolve(status),
+        onResponseError: (_controller, error) => reject(error),
+      },
+    );
+  });
+}
+
+function readWhole(stream) {
+  return new Promise((resolve, reject) => {
+    const chunks = [];
+    stream.on('data', (chunk) => chunks.push(chunk)).once('end', () => resolve(Buffer.concat(chunks))).once('error', reject);
+  });
+}
+
+const keyOf = (request) => decodeURIComponent(request.raw.url.slice(1));
+
+fastify.removeAllContentTypeParsers();
+fastify.addContentTypeParser('*', (_request, _payload, done) => done(null));
+
+fastify.get('/*', (request, reply) => {
+  const row = lookup.get(keyOf(request));
+  if (row === undefined) return reply.code(404).send();
+  reply.code(302).header('location', `${row.volumes.split(',')[0]}/${request.raw.url.slice(1)}`).send();
+});
+
+fastify.put('/*', async (request, reply) => {
+  const path = `/floor${request.raw.url}`;
+  const targets = targetsOf(path);
+  const length = Number(request.headers['content-length']);
+  const headers = ['content-type', 'application/octet-stream', 'content-length', String(length)];
+  let bodies;
+  if (length <= SMALL_VALUE_BYTES) {
+    const value = await readWhole(request.raw);
+    bodies = targets.map(() => value);
+  } else {
+    // Node's own fan-out: pipe() to several destinations moves at the slowest one's pace.
+    bodies = targets.map(() => request.raw.pipe(new PassThrough()));
+  }
+  const statuses = await Promise.all(targets.map((volume, i) => send(volume, 'PUT', path, bodies[i], headers)));
+  reply.code(statuses.every((s) => s === 201 || s === 204) ? 201 : 502).send();
+});
+
+fastify.delete('/*', async (request, reply) => {
+  const path = `/floor${request.raw.url}`;
+  const statuses = await Promise.all(targetsOf(path).map((volume) => send(volume, 'DELETE', path)));
+  reply.code(statuses.every((s) => s === 204 || s === 404) ? 204 : 502).send();
+});
+
+fastify.listen({ port: Number(port), host: '127.0.0.1' }).then(() => console.log('listening'));
