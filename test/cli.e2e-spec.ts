@@ -1,5 +1,6 @@
-import { http, keyUrl } from './support/http';
+import { http, keyUrl, md5 } from './support/http';
 import { runMkv, ServerProcess } from './support/cli';
+import { GeneratedBody } from './support/streams';
 import { freePort, TestVolumes } from './support/volumes';
 
 /** The command line as an operator meets it. */
@@ -55,6 +56,37 @@ describe('mkv CLI', () => {
       expect((await http('PUT', keyUrl(server.url, 'from/env'), { body: 'x' })).status).toBe(201);
       expect(volumes.list.every((v) => v.has('from/env'))).toBe(true);
     } finally {
+      await server.stop();
+      await volumes.stop();
+    }
+  });
+
+  it('on SIGTERM, finishes the PUT in flight (201, replicas written) and then exits', async () => {
+    const volumes = await TestVolumes.start(2);
+    const server = await ServerProcess.start(['-v', volumes.urls.join(','), '-r', '2', '-d', `${volumes.root}/index.db`], await freePort());
+    let resume!: () => void;
+    const paused = new Promise<void>((done) => (resume = done));
+    let signalled!: () => void;
+    const halfSent = new Promise<void>((done) => (signalled = done));
+    const body = new GeneratedBody(4 << 20, async (sent) => {
+      if (sent !== 2 << 20) return;
+      signalled();
+      await paused;
+    });
+    try {
+      const put = http('PUT', keyUrl(server.url, 'in/flight'), { body, headers: { 'content-length': String(4 << 20) } });
+      await halfSent;
+      const exited = new Promise((done) => server.child.once('exit', (code, signal) => done({ code, signal })));
+      server.child.kill('SIGTERM');
+      await new Promise((done) => setTimeout(done, 500)); // the shutdown is under way
+      resume();
+      expect((await put).status).toBe(201);
+      // Nest re-raises the signal once it has closed everything: the exit of a process that honoured it.
+      const stillRunning = new Promise((done) => setTimeout(() => done('still running 10 s later'), 10_000).unref());
+      expect(await Promise.race([exited, stillRunning])).toEqual({ code: null, signal: 'SIGTERM' });
+      for (const volume of volumes.list) expect(md5(volume.read('in/flight'))).toBe(body.md5());
+    } finally {
+      resume();
       await server.stop();
       await volumes.stop();
     }

@@ -32,7 +32,7 @@ describe(HttpVolumeClient.name, () => {
   });
 
   afterEach(async () => {
-    await client.onModuleDestroy();
+    await client.onApplicationShutdown();
     server.closeAllConnections();
     await new Promise((resolve) => server.close(resolve));
   });

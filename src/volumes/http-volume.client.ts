@@ -1,4 +1,4 @@
-import { Injectable, OnModuleDestroy } from '@nestjs/common';
+import { Injectable, OnApplicationShutdown } from '@nestjs/common';
 import { createInterface } from 'node:readline';
 import type { Readable } from 'node:stream';
 import { Dispatcher, Pool } from 'undici';
@@ -17,7 +17,7 @@ import { VolumeClient, VolumeEntry, VolumeError } from './volume-client';
  * the pool's request().
  */
 @Injectable()
-export class HttpVolumeClient implements VolumeClient, OnModuleDestroy {
+export class HttpVolumeClient implements VolumeClient, OnApplicationShutdown {
   private readonly pools = new Map<string, Pool>();
 
   async put(url: string, body: Readable | Buffer, options: { length?: number; signal?: AbortSignal } = {}): Promise<void> {
@@ -83,7 +83,12 @@ export class HttpVolumeClient implements VolumeClient, OnModuleDestroy {
     await this.send('HEAD', url, [200, 404], {}, AbortSignal.timeout(timeoutMs));
   }
 
-  async onModuleDestroy(): Promise<void> {
+  /**
+   * After the HTTP server has drained, not at module destroy: Nest destroys
+   * modules before it stops the server, and a PUT still in flight would lose
+   * its volumes halfway (a 502, and its uploads left behind).
+   */
+  async onApplicationShutdown(): Promise<void> {
     await Promise.all([...this.pools.values()].map((pool) => (pool.closed || pool.destroyed ? undefined : pool.close())));
   }
 

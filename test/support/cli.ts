@@ -53,7 +53,7 @@ export class ServerProcess {
   }
 
   async stop(): Promise<void> {
-    if (this.child.exitCode !== null) return;
+    if (this.child.exitCode !== null || this.child.signalCode !== null) return; // exited, or killed by a signal
     const exited = new Promise((done) => this.child.once('exit', done));
     this.child.kill('SIGTERM');
     await exited;
