@@ -291,7 +291,6 @@ function readWhole(body: Readable): Promise<Buffer> {
   });
 }
 
-/** One-shot where Node has it (20.12 and later), cheaper than a Hash object. */
 function isPathConflict(error: unknown): boolean {
   // 409: a directory stands at the key's path; 404 (with our upload present):
   // a file stands where the key needs a directory.
