@@ -62,7 +62,7 @@ export function streamingAdapter(): FastifyAdapter {
   // in flight then would hold the exit for the 72 s keep-alive timeout: close
   // each as it goes idle. (A timer, not a per-request hook: nothing on the hot path.)
   fastify.addHook('preClose', (done) => {
-    const reaper = setInterval(() => fastify.server.closeIdleConnections(), 100);
+    const reaper = setInterval(() => fastify.server.closeIdleConnections(), 100).unref(); // never what keeps the process up
     fastify.server.once('close', () => clearInterval(reaper));
     done();
   });
