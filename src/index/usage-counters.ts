@@ -45,6 +45,8 @@ export const USAGE_TRIGGERS = [
      BEGIN ${count('NEW', 1)} ${count('OLD', -1)} END`,
 ];
 
+export const DROP_USAGE_TRIGGERS = ['insert', 'delete', 'update'].map((event) => `DROP TRIGGER IF EXISTS "usage_on_${event}"`);
+
 /** Counts from scratch: once when the table is created, and after a rebuild's swap. */
 export const RECOUNT_USAGE = [
   'DELETE FROM index_usage',

@@ -1,5 +1,5 @@
 import { MigrationInterface, QueryRunner } from 'typeorm';
-import { RECOUNT_USAGE, USAGE_TABLE, USAGE_TRIGGERS } from '../usage-counters';
+import { DROP_USAGE_TRIGGERS, RECOUNT_USAGE, USAGE_TABLE, USAGE_TRIGGERS } from '../usage-counters';
 
 export class IndexUsage1764000000000 implements MigrationInterface {
   name = 'IndexUsage1764000000000';
@@ -10,7 +10,7 @@ export class IndexUsage1764000000000 implements MigrationInterface {
   }
 
   async down(queryRunner: QueryRunner): Promise<void> {
-    for (const event of ['insert', 'delete', 'update']) await queryRunner.query(`DROP TRIGGER "usage_on_${event}"`);
+    for (const statement of DROP_USAGE_TRIGGERS) await queryRunner.query(statement);
     await queryRunner.query(`DROP TABLE "index_usage"`);
   }
 }

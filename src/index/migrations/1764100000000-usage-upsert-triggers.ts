@@ -1,5 +1,5 @@
 import { MigrationInterface, QueryRunner } from 'typeorm';
-import { USAGE_TRIGGERS } from '../usage-counters';
+import { DROP_USAGE_TRIGGERS, USAGE_TRIGGERS } from '../usage-counters';
 
 /**
  * Replaces the usage triggers of an index made before this version: they took
@@ -10,8 +10,7 @@ export class UsageUpsertTriggers1764100000000 implements MigrationInterface {
   name = 'UsageUpsertTriggers1764100000000';
 
   async up(queryRunner: QueryRunner): Promise<void> {
-    for (const event of ['insert', 'delete', 'update']) await queryRunner.query(`DROP TRIGGER IF EXISTS "usage_on_${event}"`);
-    for (const statement of USAGE_TRIGGERS) await queryRunner.query(statement);
+    for (const statement of [...DROP_USAGE_TRIGGERS, ...USAGE_TRIGGERS]) await queryRunner.query(statement);
   }
 
   async down(): Promise<void> {
