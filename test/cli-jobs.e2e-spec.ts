@@ -5,7 +5,7 @@ import { IndexRow, readIndexRows } from './support/index-rows';
 import { runMkv } from './support/cli';
 import { http, keyUrl } from './support/http';
 import { TestServer } from './support/server';
-import { TestVolume, TestVolumes } from './support/volumes';
+import { TestVolume, TestVolumes, stopServerAndVolumes } from './support/volumes';
 
 
 
@@ -68,13 +68,7 @@ describe('mkv rebuild and rebalance', () => {
       values = await populate({ volumes: volumes.urls, replicas: 2, dir }, KEYS);
       await volumes.add();
     });
-    afterAll(async () => {
-      try {
-        await server?.stop();
-      } finally {
-        await volumes?.stop();
-      }
-    });
+    afterAll(() => stopServerAndVolumes(server, volumes));
 
     /** What moving to the 4-volume placement takes, from the index as it stands. */
     function expectedPlan(rows: IndexRow[]) {

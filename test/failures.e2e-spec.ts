@@ -8,7 +8,7 @@ import { http, keyUrl, md5 } from './support/http';
 import { pollUntil } from './support/poll-until';
 import { TestServer } from './support/server';
 import { GeneratedBody } from './support/streams';
-import { TestVolume, TestVolumes } from './support/volumes';
+import { TestVolume, TestVolumes, stopServerAndVolumes } from './support/volumes';
 
 /**
  * Failure paths, each ending in a clear error and replicas that agree with
@@ -32,13 +32,7 @@ describe('failures', () => {
     indexDir = join(volumes.root, 'index'); // kept across the restart below
     server = await TestServer.start({ volumes: volumes.urls, replicas: 2, dir: indexDir, healthInterval: HEALTH_INTERVAL_S });
   });
-  afterAll(async () => {
-    try {
-      await server?.stop();
-    } finally {
-      await volumes?.stop();
-    }
-  });
+  afterAll(() => stopServerAndVolumes(server, volumes));
   afterEach(async () => {
     for (const volume of volumes.list) await volume.start(); // a test that failed half-way may have left one stopped
     await server.settleHealth();

@@ -2,7 +2,7 @@ import { placeKey } from '../src/hashing/rendezvous';
 import { http, keyUrl } from './support/http';
 import { pollUntil } from './support/poll-until';
 import { TestServer } from './support/server';
-import { TestVolumes } from './support/volumes';
+import { TestVolumes, stopServerAndVolumes } from './support/volumes';
 
 const INTERVAL_S = 0.2;
 
@@ -15,13 +15,7 @@ describe('volume health', () => {
     volumes = await TestVolumes.start(3);
     server = await TestServer.start({ volumes: volumes.urls, replicas: 2, healthInterval: INTERVAL_S });
   });
-  afterAll(async () => {
-    try {
-      await server?.stop();
-    } finally {
-      await volumes?.stop();
-    }
-  });
+  afterAll(() => stopServerAndVolumes(server, volumes));
   afterEach(async () => {
     for (const volume of volumes.list) await volume.start();
     await pollUntil(async () => ((await volumeStates()).every((s) => s === 'up') ? true : undefined), { what: 'all volumes up' });

@@ -3,7 +3,7 @@ import { placeKey } from '../src/hashing/rendezvous';
 import { http } from './support/http';
 import { pollUntil } from './support/poll-until';
 import { TestServer } from './support/server';
-import { TestVolumes } from './support/volumes';
+import { TestVolumes, stopServerAndVolumes } from './support/volumes';
 
 const KEYS = 30_000;
 
@@ -26,13 +26,7 @@ describe('a long job keeps the server answering', () => {
     })();
     db.close();
   });
-  afterAll(async () => {
-    try {
-      await server?.stop();
-    } finally {
-      await volumes?.stop();
-    }
-  });
+  afterAll(() => stopServerAndVolumes(server, volumes));
 
   it('cancels a dry run over 30,000 keys part-way instead of after it finished', async () => {
     const started = JSON.parse((await http('POST', `${server.url}/_admin/rebalance?dryRun=true`)).text);

@@ -3,7 +3,7 @@ import { readdirSync } from 'node:fs';
 import { placeKey } from '../src/hashing/rendezvous';
 import { http, keyUrl, md5 } from './support/http';
 import { TestServer } from './support/server';
-import { TestVolumes } from './support/volumes';
+import { TestVolumes, stopServerAndVolumes } from './support/volumes';
 
 /** The key API against three real nginx volumes and a real SQLite file. */
 describe('key API', () => {
@@ -14,13 +14,7 @@ describe('key API', () => {
     volumes = await TestVolumes.start(3);
     server = await TestServer.start({ volumes: volumes.urls, replicas: 2 });
   });
-  afterAll(async () => {
-    try {
-      await server?.stop();
-    } finally {
-      await volumes?.stop();
-    }
-  });
+  afterAll(() => stopServerAndVolumes(server, volumes));
 
   const put = (key: string, body: string | Buffer, headers?: Record<string, string>) =>
     http('PUT', keyUrl(server.url, key), { body, headers });

@@ -5,7 +5,7 @@ import { placeKey } from '../src/hashing/rendezvous';
 import { http, keyUrl } from './support/http';
 import { ServerProcess } from './support/cli';
 import { GeneratedBody } from './support/streams';
-import { freePort, TestVolumes } from './support/volumes';
+import { freePort, TestVolumes, stopServerAndVolumes } from './support/volumes';
 
 const SIZE = 200 << 20; // 200 MiB
 const RSS_GROWTH_LIMIT = 64 << 20;
@@ -19,13 +19,7 @@ describe('a 200 MiB value', () => {
     volumes = await TestVolumes.start(3);
     server = await ServerProcess.start(['-d', `${volumes.root}/index.db`, '-v', volumes.urls.join(','), '-r', '2'], await freePort());
   });
-  afterAll(async () => {
-    try {
-      await server?.stop();
-    } finally {
-      await volumes?.stop();
-    }
-  });
+  afterAll(() => stopServerAndVolumes(server, volumes));
 
   it('round-trips byte-exact while the server RSS grows by less than 64 MB', async () => {
     const key = 'big/value.bin';

@@ -7,7 +7,7 @@ import { http, keyUrl, md5 } from './support/http';
 import { IndexRow, readIndexRows } from './support/index-rows';
 import { pollUntil } from './support/poll-until';
 import { TestServer } from './support/server';
-import { TestVolume, TestVolumes } from './support/volumes';
+import { TestVolume, TestVolumes, stopServerAndVolumes } from './support/volumes';
 
 type Row = Pick<IndexRow, 'key' | 'volumes' | 'size' | 'state'>;
 
@@ -108,13 +108,7 @@ describe('rebuild', () => {
       dir = join(volumes.root, 'index');
       server = await TestServer.start({ volumes: volumes.urls, replicas: 2, subvolumes, dir });
     });
-    afterAll(async () => {
-      try {
-        await server?.stop();
-      } finally {
-        await volumes?.stop();
-      }
-    });
+    afterAll(() => stopServerAndVolumes(server, volumes));
 
     it('gives back exactly the same keys, volumes in placement order, sizes and states', async () => {
       for (const [i, key] of AWKWARD_KEYS.entries()) {
@@ -173,13 +167,7 @@ describe('rebuild', () => {
       volumes = await TestVolumes.start(3);
       server = await TestServer.start({ volumes: volumes.urls, replicas: 2 });
     });
-    afterAll(async () => {
-      try {
-        await server?.stop();
-      } finally {
-        await volumes?.stop();
-      }
-    });
+    afterAll(() => stopServerAndVolumes(server, volumes));
 
     it('keeps unlinked keys unlinked and MD5s of unchanged sizes; drops keys whose blobs are gone', async () => {
       await put('live/keep', 'keep me');
@@ -314,13 +302,7 @@ describe('rebuild', () => {
         }
       }
     });
-    afterAll(async () => {
-      try {
-        await server?.stop();
-      } finally {
-        await volumes?.stop();
-      }
-    });
+    afterAll(() => stopServerAndVolumes(server, volumes));
 
     it('lets a PUT, DELETE and UNLINK made during the rebuild win, and the index ends agreeing with the volumes', async () => {
       for (const key of ['during/overwrite', 'during/delete', 'during/unlink']) {

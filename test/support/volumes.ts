@@ -136,3 +136,12 @@ function isAlive(pid: number): boolean {
     return false;
   }
 }
+
+/** The usual teardown: the server first, then its volumes, even when stopping the server throws. */
+export async function stopServerAndVolumes(server: { stop(): Promise<void> } | undefined, volumes: { stop(): Promise<void> } | undefined): Promise<void> {
+  try {
+    await server?.stop();
+  } finally {
+    await volumes?.stop();
+  }
+}
