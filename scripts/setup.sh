@@ -19,11 +19,13 @@ fi
 
 if [ ! -f node_modules/.package-lock.json ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
   echo "setup: npm ci" >&2
-  # npm 11.16+ can reject a lock whose optional platform packages it omitted
-  # itself (npm/cli#9846); the lock is written with npm 11.13 to avoid that,
-  # and `npm install` (same pinned versions) is the fallback.
-  npm ci --no-audit --no-fund --loglevel=error ||
-    { echo "setup: npm ci refused the lock; falling back to npm install" >&2; npm install --no-audit --no-fund --loglevel=error; }
+  # No fallback: `npm install` resolves the same lock and fails the same way,
+  # and a lock this npm refuses must be rewritten (`npm install` with the
+  # machine's own npm), not worked around.
+  if ! npm ci --no-audit --no-fund --loglevel=error; then
+    echo "setup: npm ci (npm $(npm --version)) failed; if it refused package-lock.json, regenerate it with this npm: npm install --package-lock-only" >&2
+    exit 1
+  fi
 fi
 
 npm run --silent build
