@@ -1,6 +1,6 @@
 import Database from 'better-sqlite3';
 import { createHash, randomUUID } from 'node:crypto';
-import { createReadStream, readdirSync } from 'node:fs';
+import { createReadStream } from 'node:fs';
 import { connect } from 'node:net';
 import { join } from 'node:path';
 import { placeKey } from '../src/hashing/rendezvous';
@@ -41,7 +41,6 @@ describe('failures', () => {
   const replicasOf = (key: string) => placeKey(key, volumes.urls, 2).map((url) => volumes.byUrl(url));
   const put = (key: string, body: string | Buffer | NodeJS.ReadableStream, headers?: Record<string, string>) =>
     http('PUT', keyUrl(server.url, key), { body: body as string, headers });
-  const tempFiles = (volume: TestVolume) => (volume.has('.mkv-tmp') ? readdirSync(volume.filePath('.mkv-tmp')) : []);
   const fileMd5 = (volume: TestVolume, key: string) => md5(volume.read(key));
 
   it('a volume that is down during PUT gives 502 and leaves no blob on the others', async () => {
@@ -54,7 +53,7 @@ describe('failures', () => {
     await second.start();
     for (const volume of volumes.list) {
       expect(volume.has(key)).toBe(false);
-      expect(tempFiles(volume)).toEqual([]);
+      expect(volume.tempFiles()).toEqual([]);
     }
     expect((await http('HEAD', keyUrl(server.url, key))).status).toBe(404);
   });
@@ -70,7 +69,7 @@ describe('failures', () => {
     await first.start();
     for (const volume of volumes.list) {
       expect(volume.has(key)).toBe(false);
-      expect(tempFiles(volume)).toEqual([]);
+      expect(volume.tempFiles()).toEqual([]);
     }
   });
 
@@ -113,7 +112,7 @@ describe('failures', () => {
       });
       for (const volume of volumes.list) {
         expect(volume.has(key)).toBe(false);
-        expect(tempFiles(volume)).toEqual([]);
+        expect(volume.tempFiles()).toEqual([]);
       }
       expect((await http('HEAD', keyUrl(server.url, key))).status).toBe(404);
     });
@@ -139,7 +138,7 @@ describe('failures', () => {
     const indexMd5 = (await http('HEAD', keyUrl(server.url, key))).headers['content-md5'];
     expect(bodies.map((b) => md5(b))).toContain(indexMd5);
     for (const volume of replicasOf(key)) expect(fileMd5(volume, key)).toBe(indexMd5);
-    for (const volume of volumes.list) expect(tempFiles(volume)).toEqual([]);
+    for (const volume of volumes.list) expect(volume.tempFiles()).toEqual([]);
   });
 
   it('PUT, DELETE and UNLINK racing on one key end with the index and replicas agreeing', async () => {
@@ -171,7 +170,7 @@ describe('failures', () => {
       socket.on('close', () => done());
       socket.on('error', () => undefined);
     });
-    await pollUntil(() => (volumes.list.every((v) => tempFiles(v).length === 0) ? true : undefined), {
+    await pollUntil(() => (volumes.list.every((v) => v.tempFiles().length === 0) ? true : undefined), {
       what: 'uploads of the aborted PUT to be removed',
     });
     for (const volume of volumes.list) expect(volume.has(key)).toBe(false);
@@ -202,7 +201,7 @@ describe('failures', () => {
 
     expect(pending.read(key).toString()).toBe(newValue);
     expect(renamed.read(key).toString()).toBe(newValue);
-    expect(tempFiles(pending)).toEqual([]);
+    expect(pending.tempFiles()).toEqual([]);
     const check = new Database(server.dbPath, { readonly: true });
     expect(check.prepare('SELECT COUNT(*) AS n FROM write_intents').get()).toEqual({ n: 0 });
     check.close();

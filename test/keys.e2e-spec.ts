@@ -1,5 +1,4 @@
 import Database from 'better-sqlite3';
-import { readdirSync } from 'node:fs';
 import { placeKey } from '../src/hashing/rendezvous';
 import { http, keyUrl, md5 } from './support/http';
 import { TestServer } from './support/server';
@@ -56,7 +55,7 @@ describe('key API', () => {
 
     it('leaves no temporary upload behind', async () => {
       await put('tidy', 'x');
-      for (const volume of volumes.list) expect(readdirSync(volume.filePath('.mkv-tmp'))).toEqual([]);
+      for (const volume of volumes.list) expect(volume.tempFiles()).toEqual([]);
     });
   });
 

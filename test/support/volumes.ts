@@ -1,5 +1,5 @@
 import { execFileSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -50,6 +50,11 @@ export class TestVolume {
 
   read(relative: string): Buffer {
     return readFileSync(this.filePath(relative));
+  }
+
+  /** Uploads still under their temporary names; a volume that never took a write has no /.mkv-tmp at all. */
+  tempFiles(): string[] {
+    return this.has('.mkv-tmp') ? readdirSync(this.filePath('.mkv-tmp')) : [];
   }
 
   get running(): boolean {
