@@ -26,8 +26,9 @@ export function parseKey(rawPath: string): string {
 export function validateKey(key: string): string {
   if (key.length === 0) throw invalidKey('empty');
   if (Buffer.byteLength(key, 'utf8') > MAX_KEY_BYTES) throw invalidKey(`longer than ${MAX_KEY_BYTES} bytes`);
+  // C0, DEL and C1 (U+0080-U+009F: %C2%85 is NEL, %C2%9B is CSI, which terminals obey).
   // eslint-disable-next-line no-control-regex
-  if (/[\u0000-\u001f\u007f]/.test(key)) throw invalidKey('contains a control character');
+  if (/[\u0000-\u001f\u007f-\u009f]/.test(key)) throw invalidKey('contains a control character');
   if (key.endsWith('/')) throw invalidKey('ends with /');
   const segments = key.split('/');
   if (segments.some((segment) => segment === '')) throw invalidKey('empty path segment');
