@@ -3,7 +3,8 @@ import { FastifyAdapter, NestFastifyApplication } from '@nestjs/platform-fastify
 import { DocumentBuilder, SwaggerModule } from '@nestjs/swagger';
 import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify';
 import { randomUUID } from 'node:crypto';
-import type { IncomingMessage } from 'node:http';
+import { STATUS_CODES, type IncomingMessage } from 'node:http';
+import type { Socket } from 'node:net';
 import { MkvConfig } from './config/mkv-config';
 import { invalidKey } from './keys/key-path';
 import { MkvLogger } from './logging/mkv-logger';
@@ -14,6 +15,33 @@ const UNLINK = Symbol('mkv.unlink');
 /** True for a request that arrived as minikeyvalue's UNLINK method. */
 export function isUnlinkRequest(raw: IncomingMessage): boolean {
   return (raw as IncomingMessage & { [UNLINK]?: boolean })[UNLINK] === true;
+}
+
+/**
+ * Node's parser refused the request (malformed, headers over 16 KiB, ...), so
+ * it never reaches Fastify or Nest: answer in plain text like every other
+ * error (Fastify's default answers JSON), then drop the connection, whose
+ * remaining bytes cannot be trusted.
+ */
+function answerClientError(error: Error & { code?: string }, socket: Socket): void {
+  if (error.code === 'ECONNRESET' || socket.destroyed) return;
+  const [status, message] =
+    error.code === 'HPE_HEADER_OVERFLOW'
+      ? [431, 'request headers too large']
+      : error.code === 'HPE_CHUNK_EXTENSIONS_OVERFLOW'
+        ? [413, 'chunk extensions too large']
+        : error.code === 'ERR_HTTP_REQUEST_TIMEOUT'
+          ? [408, 'request timeout']
+          : [400, 'malformed HTTP request'];
+  // As Node does: no answer once a response has begun on this socket (it would corrupt it).
+  const inFlight = (socket as Socket & { _httpMessage?: { headersSent: boolean } })._httpMessage;
+  if (socket.writable && !inFlight?.headersSent) {
+    socket.write(
+      `HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\ncontent-type: text/plain; charset=utf-8\r\n` +
+        `content-length: ${Buffer.byteLength(message)}\r\nconnection: close\r\n\r\n${message}`,
+    );
+  }
+  socket.destroy(error);
 }
 
 /**
@@ -37,8 +65,10 @@ export function streamingAdapter(): FastifyAdapter {
       void reply
         .status(badUrl ? 400 : (error.statusCode ?? 400))
         .header('content-type', 'text/plain; charset=utf-8')
+        .header('connection', 'close') // the body, if any, was never read
         .send(badUrl ? invalidKey('bad percent-encoding').message : error.message);
     },
+    clientErrorHandler: answerClientError,
     // Nest has no decorator for a custom method such as UNLINK, so it reaches
     // the DELETE route marked on the raw request (the mark cannot be forged by
     // a header or query).

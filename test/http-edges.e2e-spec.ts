@@ -1,3 +1,4 @@
+import { connect } from 'node:net';
 import { join } from 'node:path';
 import type { JobView } from '../src/jobs/job';
 import { http, keyUrl } from './support/http';
@@ -5,6 +6,40 @@ import { TestServer } from './support/server';
 import { TestVolumes, stopServerAndVolumes } from './support/volumes';
 
 const TEXT = 'text/plain; charset=utf-8';
+
+interface RawAnswer {
+  status: number;
+  headers: Record<string, string>;
+  body: string;
+  /** The server closed the connection after answering. */
+  closed: boolean;
+}
+
+/**
+ * Sends bytes no HTTP client would (a broken header line, 20 KiB of headers)
+ * on a fresh TCP connection and reads the answer until the server closes it.
+ */
+function rawExchange(url: string, request: string): Promise<RawAnswer> {
+  const { hostname, port } = new URL(url);
+  return new Promise((done, fail) => {
+    const socket = connect(Number(port), hostname);
+    const chunks: Buffer[] = [];
+    socket.setTimeout(5000, () => socket.destroy(new Error('the server neither answered nor closed the connection within 5 s')));
+    socket.on('data', (chunk: Buffer) => chunks.push(chunk));
+    // A reset after the answer (the server dropped a connection whose request it had not read to the end) is still a close.
+    socket.on('error', (error) => (chunks.length === 0 ? fail(error) : undefined));
+    socket.on('close', () => {
+      const text = Buffer.concat(chunks).toString('utf8');
+      const [head, ...rest] = text.split('\r\n\r\n');
+      const [statusLine, ...headerLines] = head.split('\r\n');
+      const headers = Object.fromEntries(
+        headerLines.map((line) => [line.slice(0, line.indexOf(':')).toLowerCase(), line.slice(line.indexOf(':') + 1).trim()]),
+      );
+      done({ status: Number(statusLine.split(' ')[1]), headers, body: rest.join('\r\n\r\n'), closed: true });
+    });
+    socket.write(request);
+  });
+}
 
 /** The edges of the HTTP layer, against real nginx volumes and a real SQLite file. */
 describe('HTTP edges', () => {
@@ -30,6 +65,45 @@ describe('HTTP edges', () => {
   afterAll(() => stopServerAndVolumes(server, volumes));
 
   const jobCount = async () => (JSON.parse((await http('GET', `${server.url}/_admin/jobs`)).text) as { jobs: JobView[] }).jobs.length;
+
+  describe('requests Node cannot parse answer plain text, not Fastify JSON', () => {
+    it.each([
+      ['a header line without a colon', 'GET / HTTP/1.1\r\nHost: x\r\nBad Header\r\n\r\n'],
+      ['an unknown method token', 'FROB /k HTTP/1.1\r\nHost: x\r\n\r\n'],
+      ['both Content-Length and Transfer-Encoding', 'PUT /k HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n'],
+    ])('%s: 400 "malformed HTTP request", connection closed', async (_what, request) => {
+      const res = await rawExchange(server.url, request);
+      expect(res).toEqual({
+        status: 400,
+        headers: { 'content-type': TEXT, 'content-length': '22', connection: 'close' },
+        body: 'malformed HTTP request',
+        closed: true,
+      });
+      expect(volumes.list.some((volume) => volume.has('k'))).toBe(false);
+    });
+
+    // The router's own refusal (frameworkErrors) was plain text already, but kept the connection, with the body unread.
+    it('a path the router cannot decode: 400 "invalid key: bad percent-encoding", connection closed', async () => {
+      const res = await rawExchange(server.url, 'PUT /edges/bad%E0%A4%A HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhello');
+      expect({ status: res.status, type: res.headers['content-type'], connection: res.headers.connection, body: res.body }).toEqual({
+        status: 400,
+        type: TEXT,
+        connection: 'close',
+        body: 'invalid key: bad percent-encoding',
+      });
+      expect(res.closed).toBe(true);
+    });
+
+    it('20 KiB of headers: 431 "request headers too large", connection closed', async () => {
+      const res = await rawExchange(server.url, `GET /edges/k1 HTTP/1.1\r\nHost: x\r\nX-Big: ${'a'.repeat(20 * 1024)}\r\n\r\n`);
+      expect(res).toEqual({
+        status: 431,
+        headers: { 'content-type': TEXT, 'content-length': '25', connection: 'close' },
+        body: 'request headers too large',
+        closed: true,
+      });
+    });
+  });
 
   describe('number parameters take decimal digits only, and strict queries see every name', () => {
     // Number() turned each of these into a limit: 1e3 = 1000, 0x10 = 16, " 8" = 8.
