@@ -1,12 +1,12 @@
 import { NestFactory } from '@nestjs/core';
 import { FastifyAdapter, NestFastifyApplication } from '@nestjs/platform-fastify';
 import { DocumentBuilder, SwaggerModule } from '@nestjs/swagger';
-import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify';
+import type { FastifyError, FastifyReply, FastifyRequest, RouteHandlerMethod } from 'fastify';
 import { randomUUID } from 'node:crypto';
-import { STATUS_CODES, type IncomingMessage } from 'node:http';
+import { METHODS, STATUS_CODES, type IncomingMessage } from 'node:http';
 import type { Socket } from 'node:net';
 import { MkvConfig } from './config/mkv-config';
-import { invalidKey } from './keys/key-path';
+import { invalidKey, isAdminPath, rawPathOf } from './keys/key-path';
 import { MkvLogger } from './logging/mkv-logger';
 import { ServerModule } from './server.module';
 
@@ -15,6 +15,20 @@ const UNLINK = Symbol('mkv.unlink');
 /** True for a request that arrived as minikeyvalue's UNLINK method. */
 export function isUnlinkRequest(raw: IncomingMessage): boolean {
   return (raw as IncomingMessage & { [UNLINK]?: boolean })[UNLINK] === true;
+}
+
+/**
+ * `@All(path)` as a fallback: it takes only the methods no route of the same
+ * path has yet (Fastify's own `all` claims every method and fails on a
+ * duplicate). Declare it after the path's other routes. The handler stays a
+ * Nest route: guards, interceptors and the exception filter apply.
+ */
+class FallbackAllAdapter extends FastifyAdapter {
+  override all(path: string, handler: RouteHandlerMethod) {
+    const fastify = this.getInstance();
+    const method = fastify.supportedMethods.filter((candidate) => !fastify.hasRoute({ method: candidate, url: path }));
+    return fastify.route({ method, url: path, handler });
+  }
 }
 
 /**
@@ -50,7 +64,7 @@ function answerClientError(error: Error & { code?: string }, socket: Socket): vo
  * above 1 MiB), and no time limit cuts a long upload short.
  */
 export function streamingAdapter(): FastifyAdapter {
-  const adapter = new FastifyAdapter({
+  const adapter = new FallbackAllAdapter({
     // HEAD has its own handler: the automatic one would send the GET's length.
     exposeHeadRoutes: false,
     routerOptions: { maxParamLength: 16_384 },
@@ -70,10 +84,12 @@ export function streamingAdapter(): FastifyAdapter {
     },
     clientErrorHandler: answerClientError,
     // Nest has no decorator for a custom method such as UNLINK, so it reaches
-    // the DELETE route marked on the raw request (the mark cannot be forged by
-    // a header or query).
+    // the key API's DELETE route marked on the raw request (the mark cannot be
+    // forged by a header or query). UNLINK is the key API's only: under
+    // /_admin it stays UNLINK, so it can never reach an admin DELETE route
+    // (which cancels a job); the key routes' fallback answers it.
     rewriteUrl(req: IncomingMessage) {
-      if (req.method === 'UNLINK') {
+      if (req.method === 'UNLINK' && !isAdminPath(rawPathOf(req.url ?? '/'))) {
         (req as IncomingMessage & { [UNLINK]?: boolean })[UNLINK] = true;
         req.method = 'DELETE';
       }
@@ -81,6 +97,12 @@ export function streamingAdapter(): FastifyAdapter {
     },
   });
   const fastify = adapter.getInstance();
+  // Every method Node's parser accepts reaches the router, so that the key
+  // routes' fallback answers 405 rather than Nest's 404 `Cannot PROPFIND /k`.
+  // (CONNECT never does: Node hands it to a 'connect' listener.)
+  for (const method of METHODS) {
+    if (method !== 'CONNECT' && !fastify.supportedMethods.includes(method)) fastify.addHttpMethod(method, { hasBody: true });
+  }
   fastify.removeAllContentTypeParsers();
   fastify.addContentTypeParser('*', (_request, _payload, done) => done(null)); // handlers stream req.raw themselves
   fastify.addHook('onRequest', (request, reply, done) => {

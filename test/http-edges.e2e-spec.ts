@@ -1,10 +1,12 @@
 import { connect } from 'node:net';
 import { join } from 'node:path';
-import type { JobView } from '../src/jobs/job';
+import { TERMINAL_STATES, type JobView } from '../src/jobs/job';
 import { http, keyUrl } from './support/http';
+import { pollUntil } from './support/poll-until';
 import { TestServer } from './support/server';
 import { TestVolumes, stopServerAndVolumes } from './support/volumes';
 
+const KEY_METHODS = 'GET, HEAD, PUT, DELETE, UNLINK';
 const TEXT = 'text/plain; charset=utf-8';
 
 interface RawAnswer {
@@ -64,6 +66,7 @@ describe('HTTP edges', () => {
   });
   afterAll(() => stopServerAndVolumes(server, volumes));
 
+  const getJob = async (id: string): Promise<JobView> => JSON.parse((await http('GET', `${server.url}/_admin/jobs/${id}`)).text) as JobView;
   const jobCount = async () => (JSON.parse((await http('GET', `${server.url}/_admin/jobs`)).text) as { jobs: JobView[] }).jobs.length;
 
   describe('requests Node cannot parse answer plain text, not Fastify JSON', () => {
@@ -102,6 +105,101 @@ describe('HTTP edges', () => {
         body: 'request headers too large',
         closed: true,
       });
+    });
+  });
+
+  describe('a method the key API does not take', () => {
+    // Was Nest's "404 Cannot PATCH /edges/k1": a client could not tell a wrong method from a missing key.
+    it.each(['PATCH', 'POST', 'OPTIONS', 'PROPFIND', 'MKCOL', 'COPY', 'MOVE', 'M-SEARCH'])(
+      '%s on a key answers 405 with Allow and leaves the value as it was',
+      async (method) => {
+        const res = await http(method, keyUrl(server.url, 'edges/k1'), { body: 'other' });
+        expect({ status: res.status, type: res.headers['content-type'], allow: res.headers.allow, body: res.text }).toEqual({
+          status: 405,
+          type: TEXT,
+          allow: KEY_METHODS,
+          body: `method ${method} not allowed (allowed: ${KEY_METHODS})`,
+        });
+        const [first] = volumes.list.filter((volume) => volume.has('edges/k1'));
+        expect(first.read('edges/k1').toString()).toBe('value 1');
+        const head = await http('HEAD', keyUrl(server.url, 'edges/k1'));
+        expect(head.headers['content-length']).toBe(String('value 1'.length));
+      },
+    );
+
+    it('on a missing key too (405, not 404), and POST / answers 405 Allow: GET', async () => {
+      const missing = await http('PATCH', keyUrl(server.url, 'edges/none'));
+      expect([missing.status, missing.headers.allow]).toEqual([405, KEY_METHODS]);
+      const root = await http('POST', `${server.url}/`);
+      expect({ status: root.status, allow: root.headers.allow, body: root.text }).toEqual({
+        status: 405,
+        allow: 'GET',
+        body: 'method POST not allowed (allowed: GET)',
+      });
+    });
+  });
+
+  describe('/_admin', () => {
+    // Was 400 "invalid key: _admin is reserved": a mistyped admin URL looked like a key error.
+    it.each(['/_admin/nothing', '/_admin', '/_admin/', '/_admin/jobs/x/y', '/%5Fadmin/nothing', '/_admin/nothing?list'])(
+      'GET %s answers 404 "not found", HEAD 404 without a body',
+      async (path) => {
+        const get = await http('GET', server.url, { rawPath: path });
+        expect({ status: get.status, type: get.headers['content-type'], body: get.text }).toEqual({ status: 404, type: TEXT, body: 'not found' });
+        const head = await http('HEAD', server.url, { rawPath: path });
+        expect({ status: head.status, length: head.headers['content-length'], body: head.text }).toEqual({ status: 404, length: '0', body: '' });
+      },
+    );
+
+    it.each([
+      ['PATCH', '/_admin/jobs/x'],
+      ['POST', '/_admin/health'],
+      ['PROPFIND', '/_admin/volumes'],
+      ['OPTIONS', '/_admin/nothing'],
+    ])('%s %s (no such admin route) answers 404 "not found"', async (method, path) => {
+      const res = await http(method, `${server.url}${path}`);
+      expect({ status: res.status, type: res.headers['content-type'], body: res.text }).toEqual({ status: 404, type: TEXT, body: 'not found' });
+    });
+
+    it.each(['PUT', 'DELETE'])('%s /_admin/x is still a key request with a reserved key: 400', async (method) => {
+      const res = await http(method, `${server.url}/_admin/x`, { body: method === 'PUT' ? 'x' : undefined });
+      expect({ status: res.status, body: res.text }).toEqual({ status: 400, body: 'invalid key: _admin is reserved' });
+      expect(volumes.list.some((volume) => volume.has('_admin'))).toBe(false);
+    });
+
+    // Was 400: exposeHeadRoutes is off, so HEAD reached the key API.
+    it.each(['health', 'ready'])('HEAD /_admin/%s answers as its GET does, without a body', async (endpoint) => {
+      await server.settleHealth();
+      const get = await http('GET', `${server.url}/_admin/${endpoint}`);
+      const head = await http('HEAD', `${server.url}/_admin/${endpoint}`);
+      expect(get.status).toBe(200);
+      expect({ status: head.status, type: head.headers['content-type'], body: head.text }).toEqual({
+        status: 200,
+        type: get.headers['content-type'],
+        body: '',
+      });
+    });
+
+    // Was: the HTTP adapter turned every UNLINK into DELETE, and DELETE /_admin/jobs/{id} cancels.
+    it('UNLINK /_admin/jobs/{id} answers 404 and does not cancel the running job', async () => {
+      const started = await http('POST', `${server.url}/_admin/rebalance?concurrency=1`);
+      expect(started.status).toBe(202);
+      const { id } = JSON.parse(started.text) as JobView;
+      await pollUntil(async () => ((await getJob(id)).counters.moved > 0 ? true : undefined), { intervalMs: 5, what: 'the first key to move' });
+
+      const res = await http('UNLINK', `${server.url}/_admin/jobs/${id}`);
+      expect({ status: res.status, type: res.headers['content-type'], body: res.text }).toEqual({ status: 404, type: TEXT, body: 'not found' });
+
+      const view = await pollUntil(
+        async () => {
+          const job = await getJob(id);
+          return TERMINAL_STATES.includes(job.state) ? job : undefined;
+        },
+        { timeoutMs: 30_000, what: `job ${id} to finish` },
+      );
+      expect(view.state).toBe('succeeded');
+      expect(view.counters.failed).toBe(0);
+      expect(view.counters.moved + view.counters.skipped).toBe(150);
     });
   });
 

@@ -40,6 +40,25 @@ export function validateKey(key: string): string {
   return key;
 }
 
+/** The path of a request URL without its leading '/' and query, still percent-encoded. */
+export function rawPathOf(url: string): string {
+  const queryAt = url.indexOf('?');
+  return (queryAt === -1 ? url : url.slice(0, queryAt)).slice(1);
+}
+
+/**
+ * True for a raw path in the admin API's namespace: decoded, its first segment
+ * is `_admin` (as parseKey sees it, so `%5Fadmin` and `_admin%2Fx` count too).
+ */
+export function isAdminPath(rawPath: string): boolean {
+  if (rawPath[0] !== '_' && rawPath[0] !== '%') return false; // most paths: no decoding on the read path
+  try {
+    return decodeURIComponent(rawPath).split('/', 1)[0] === RESERVED_SEGMENT;
+  } catch {
+    return false; // not a path the admin API has either; parseKey answers it
+  }
+}
+
 export function invalidKey(reason: string): MkvError {
   return new MkvError(MkvErrorCode.InvalidRequest, `invalid key: ${reason}`);
 }

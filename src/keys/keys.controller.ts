@@ -1,4 +1,4 @@
-import { Controller, Delete, Get, Head, Put, Query, Req, Res } from '@nestjs/common';
+import { All, Controller, Delete, Get, Head, Put, Query, Req, Res } from '@nestjs/common';
 import { ApiExcludeController } from '@nestjs/swagger';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { MkvError, MkvErrorCode } from '../common/mkv-error';
@@ -7,11 +7,14 @@ import { isUnlinkRequest } from '../http';
 import type { KeyRecord } from '../index/key-record';
 import { KeyWriter } from './key-writer.service';
 import { RawPath } from './key-path.decorator';
-import { parseKey } from './key-path';
+import { isAdminPath, parseKey } from './key-path';
 import { KeysService } from './keys.service';
 import { DEFAULT_LIST_LIMIT, ListQueryDto } from './list-query.dto';
 
 type Query = Record<string, unknown>;
+
+/** What a key path takes (UNLINK arrives as a marked DELETE). */
+const KEY_METHODS = ['GET', 'HEAD', 'PUT', 'DELETE', 'UNLINK'] as const;
 
 /** The key API: PUT, GET (a 302 to a volume), HEAD, DELETE, UNLINK and the listings. */
 @ApiExcludeController() // the key API is raw bytes over wildcard routes; the README describes it
@@ -31,6 +34,7 @@ export class KeysController {
 
   @Get('*')
   async get(@RawPath() path: string, @Query() query: Query, @Res({ passthrough: true }) reply: FastifyReply) {
+    if (isAdminPath(path)) throw MkvError.notFound(); // an admin route that does not exist, not a key to read
     if (query.list !== undefined || query.unlinked !== undefined) return this.listUnder(path, query);
     const location = await this.keys.locate(parseKey(path));
     reply.status(302).header('location', location.url);
@@ -39,6 +43,7 @@ export class KeysController {
 
   @Head('*')
   async head(@RawPath() path: string, @Res({ passthrough: true }) reply: FastifyReply) {
+    if (isAdminPath(path)) throw MkvError.notFound();
     const record = await this.keys.stat(parseKey(path));
     setValueHeaders(reply, record);
     reply.header('content-length', String(record.size));
@@ -56,6 +61,18 @@ export class KeysController {
     const key = parseKey(path);
     await (isUnlinkRequest(request.raw) ? this.keys.unlink(key) : this.keys.delete(key));
     reply.status(204);
+  }
+
+  /**
+   * Any other method (PATCH, POST, PROPFIND, ...; UNLINK under /_admin): 405
+   * with Allow on a key, 404 under /_admin, whose routes are static and so
+   * matched before this one. Declared last: it is the fallback for the methods
+   * the routes above do not take (see the HTTP adapter).
+   */
+  @All('*')
+  refuseMethod(@RawPath() path: string, @Req() request: FastifyRequest): never {
+    if (isAdminPath(path)) throw MkvError.notFound();
+    throw MkvError.methodNotAllowed(request.method, path === '' ? ['GET'] : KEY_METHODS);
   }
 
   /** minikeyvalue's `GET /{prefix}?list` and `?unlinked`: keys with a leading '/'. */
