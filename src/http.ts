@@ -18,6 +18,18 @@ export function isUnlinkRequest(raw: IncomingMessage): boolean {
 }
 
 /**
+ * The methods a route other than the key API's wildcard takes at this
+ * request's URL: under /_admin, the Allow of a 405 (none: a 404).
+ */
+export function methodsRoutedAt(request: FastifyRequest): string[] {
+  const fastify = request.server;
+  return fastify.supportedMethods.filter((method) => {
+    const route = fastify.findRoute({ method, url: request.raw.url ?? '/' });
+    return route !== null && !('*' in route.params);
+  });
+}
+
+/**
  * `@All(path)` as a fallback: it takes only the methods no route of the same
  * path has yet (Fastify's own `all` claims every method and fails on a
  * duplicate). Declare it after the path's other routes. The handler stays a

@@ -152,11 +152,24 @@ describe('HTTP edges', () => {
     );
 
     it.each([
-      ['PATCH', '/_admin/jobs/x'],
-      ['POST', '/_admin/health'],
-      ['PROPFIND', '/_admin/volumes'],
+      ['PATCH', '/_admin/jobs/x', 'GET, DELETE'],
+      ['POST', '/_admin/health', 'GET, HEAD'],
+      ['GET', '/_admin/rebalance', 'POST'],
+      ['PROPFIND', '/_admin/volumes', 'GET'],
+    ])('%s %s (an admin route, another method) answers 405 with Allow: %s', async (method, path, allow) => {
+      const res = await http(method, `${server.url}${path}`);
+      expect({ status: res.status, type: res.headers['content-type'], allow: res.headers.allow, body: res.text }).toEqual({
+        status: 405,
+        type: TEXT,
+        allow,
+        body: `method ${method} not allowed (allowed: ${allow})`,
+      });
+    });
+
+    it.each([
       ['OPTIONS', '/_admin/nothing'],
-    ])('%s %s (no such admin route) answers 404 "not found"', async (method, path) => {
+      ['POST', '/_admin/jobs/x/y'],
+    ])('%s %s (no admin route at that path) answers 404 "not found"', async (method, path) => {
       const res = await http(method, `${server.url}${path}`);
       expect({ status: res.status, type: res.headers['content-type'], body: res.text }).toEqual({ status: 404, type: TEXT, body: 'not found' });
     });
@@ -181,14 +194,19 @@ describe('HTTP edges', () => {
     });
 
     // Was: the HTTP adapter turned every UNLINK into DELETE, and DELETE /_admin/jobs/{id} cancels.
-    it('UNLINK /_admin/jobs/{id} answers 404 and does not cancel the running job', async () => {
+    it('UNLINK /_admin/jobs/{id} answers 405 (Allow: GET, DELETE) and does not cancel the running job', async () => {
       const started = await http('POST', `${server.url}/_admin/rebalance?concurrency=1`);
       expect(started.status).toBe(202);
       const { id } = JSON.parse(started.text) as JobView;
       await pollUntil(async () => ((await getJob(id)).counters.moved > 0 ? true : undefined), { intervalMs: 5, what: 'the first key to move' });
 
       const res = await http('UNLINK', `${server.url}/_admin/jobs/${id}`);
-      expect({ status: res.status, type: res.headers['content-type'], body: res.text }).toEqual({ status: 404, type: TEXT, body: 'not found' });
+      expect({ status: res.status, type: res.headers['content-type'], allow: res.headers.allow, body: res.text }).toEqual({
+        status: 405,
+        type: TEXT,
+        allow: 'GET, DELETE',
+        body: 'method UNLINK not allowed (allowed: GET, DELETE)',
+      });
 
       const view = await pollUntil(
         async () => {
