@@ -1,11 +1,12 @@
 import { NestFactory } from '@nestjs/core';
 import { FastifyAdapter, NestFastifyApplication } from '@nestjs/platform-fastify';
 import { DocumentBuilder, SwaggerModule } from '@nestjs/swagger';
-import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify';
+import type { FastifyError, FastifyReply, FastifyRequest, RouteHandlerMethod } from 'fastify';
 import { randomUUID } from 'node:crypto';
-import type { IncomingMessage } from 'node:http';
+import { METHODS, STATUS_CODES, type IncomingMessage } from 'node:http';
+import type { Socket } from 'node:net';
 import { MkvConfig } from './config/mkv-config';
-import { invalidKey } from './keys/key-path';
+import { invalidKey, isAdminPath, rawPathOf } from './keys/key-path';
 import { MkvLogger } from './logging/mkv-logger';
 import { ServerModule } from './server.module';
 
@@ -17,12 +18,65 @@ export function isUnlinkRequest(raw: IncomingMessage): boolean {
 }
 
 /**
+ * The methods a route other than the key API's wildcard takes at this
+ * request's URL: under /_admin, the Allow of a 405 (none: a 404).
+ */
+export function methodsRoutedAt(request: FastifyRequest): string[] {
+  const fastify = request.server;
+  return fastify.supportedMethods.filter((method) => {
+    const route = fastify.findRoute({ method, url: request.raw.url ?? '/' });
+    return route !== null && !('*' in route.params);
+  });
+}
+
+/**
+ * `@All(path)` as a fallback: it takes only the methods no route of the same
+ * path has yet (Fastify's own `all` claims every method and fails on a
+ * duplicate). Declare it after the path's other routes. The handler stays a
+ * Nest route: guards, interceptors and the exception filter apply.
+ */
+class FallbackAllAdapter extends FastifyAdapter {
+  override all(path: string, handler: RouteHandlerMethod) {
+    const fastify = this.getInstance();
+    const method = fastify.supportedMethods.filter((candidate) => !fastify.hasRoute({ method: candidate, url: path }));
+    return fastify.route({ method, url: path, handler });
+  }
+}
+
+/**
+ * Node's parser refused the request (malformed, headers over 16 KiB, ...), so
+ * it never reaches Fastify or Nest: answer in plain text like every other
+ * error (Fastify's default answers JSON), then drop the connection, whose
+ * remaining bytes cannot be trusted.
+ */
+function answerClientError(error: Error & { code?: string }, socket: Socket): void {
+  if (error.code === 'ECONNRESET' || socket.destroyed) return;
+  const [status, message] =
+    error.code === 'HPE_HEADER_OVERFLOW'
+      ? [431, 'request headers too large']
+      : error.code === 'HPE_CHUNK_EXTENSIONS_OVERFLOW'
+        ? [413, 'chunk extensions too large']
+        : error.code === 'ERR_HTTP_REQUEST_TIMEOUT'
+          ? [408, 'request timeout']
+          : [400, 'malformed HTTP request'];
+  // As Node does: no answer once a response has begun on this socket (it would corrupt it).
+  const inFlight = (socket as Socket & { _httpMessage?: { headersSent: boolean } })._httpMessage;
+  if (socket.writable && !inFlight?.headersSent) {
+    socket.write(
+      `HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\ncontent-type: text/plain; charset=utf-8\r\n` +
+        `content-length: ${Buffer.byteLength(message)}\r\nconnection: close\r\n\r\n${message}`,
+    );
+  }
+  socket.destroy(error);
+}
+
+/**
  * The Fastify adapter for a blob store: request bodies are left unread for the
  * handlers to stream (Nest's and Fastify's parsers would buffer them, and 413
  * above 1 MiB), and no time limit cuts a long upload short.
  */
 export function streamingAdapter(): FastifyAdapter {
-  const adapter = new FastifyAdapter({
+  const adapter = new FallbackAllAdapter({
     // HEAD has its own handler: the automatic one would send the GET's length.
     exposeHeadRoutes: false,
     routerOptions: { maxParamLength: 16_384 },
@@ -37,13 +91,17 @@ export function streamingAdapter(): FastifyAdapter {
       void reply
         .status(badUrl ? 400 : (error.statusCode ?? 400))
         .header('content-type', 'text/plain; charset=utf-8')
+        .header('connection', 'close') // the body, if any, was never read
         .send(badUrl ? invalidKey('bad percent-encoding').message : error.message);
     },
+    clientErrorHandler: answerClientError,
     // Nest has no decorator for a custom method such as UNLINK, so it reaches
-    // the DELETE route marked on the raw request (the mark cannot be forged by
-    // a header or query).
+    // the key API's DELETE route marked on the raw request (the mark cannot be
+    // forged by a header or query). UNLINK is the key API's only: under
+    // /_admin it stays UNLINK, so it can never reach an admin DELETE route
+    // (which cancels a job); the key routes' fallback answers it.
     rewriteUrl(req: IncomingMessage) {
-      if (req.method === 'UNLINK') {
+      if (req.method === 'UNLINK' && !isAdminPath(rawPathOf(req.url ?? '/'))) {
         (req as IncomingMessage & { [UNLINK]?: boolean })[UNLINK] = true;
         req.method = 'DELETE';
       }
@@ -51,6 +109,12 @@ export function streamingAdapter(): FastifyAdapter {
     },
   });
   const fastify = adapter.getInstance();
+  // Every method Node's parser accepts reaches the router, so that the key
+  // routes' fallback answers 405 rather than Nest's 404 `Cannot PROPFIND /k`.
+  // (CONNECT never does: Node hands it to a 'connect' listener.)
+  for (const method of METHODS) {
+    if (method !== 'CONNECT' && !fastify.supportedMethods.includes(method)) fastify.addHttpMethod(method, { hasBody: true });
+  }
   fastify.removeAllContentTypeParsers();
   fastify.addContentTypeParser('*', (_request, _payload, done) => done(null)); // handlers stream req.raw themselves
   fastify.addHook('onRequest', (request, reply, done) => {

@@ -209,6 +209,8 @@ describe('key API', () => {
       ['/_admin/x', '_admin is reserved'],
       ['/a%00b', 'contains a control character'],
       ['/a%0Ab', 'contains a control character'],
+      ['/a%C2%85b', 'contains a control character'], // C1 NEL
+      ['/a%C2%9B31m', 'contains a control character'], // C1 CSI, a terminal escape
       ['/a%E0%A4%A', 'bad percent-encoding'],
       ['/a%2', 'bad percent-encoding'],
       [`/${'k'.repeat(200)}/${'k'.repeat(200)}/${'k'.repeat(200)}/${'k'.repeat(200)}/${'k'.repeat(200)}/${'k'.repeat(30)}`, 'longer than 1024 bytes'],
@@ -218,6 +220,13 @@ describe('key API', () => {
       expect(res.status).toBe(400);
       expect(res.text).toBe(`invalid key: ${reason}`);
       expect(res.headers['content-type']).toMatch(/^text\/plain/);
+    });
+
+    it('refuses a key with a C1 control character (%C2%85) before any byte reaches a volume', async () => {
+      const res = await http('PUT', server.url, { rawPath: '/c1/a%C2%85b', body: 'x' });
+      expect(res.status).toBe(400);
+      expect(res.text).toBe('invalid key: contains a control character');
+      for (const volume of volumes.list) expect(volume.has('c1')).toBe(false);
     });
 
     it('accepts a key of exactly 1024 bytes', async () => {

@@ -1,5 +1,6 @@
-import { Transform, Type } from 'class-transformer';
+import { Transform } from 'class-transformer';
 import { IsBoolean, IsInt, IsOptional, Max, Min } from 'class-validator';
+import { DecimalDigits } from '../common/parse-query';
 
 /** `POST /_admin/rebalance?dryRun=true&concurrency=8` */
 export class RebalanceQueryDto {
@@ -9,7 +10,7 @@ export class RebalanceQueryDto {
   dryRun?: boolean;
 
   @IsOptional()
-  @Type(() => Number)
+  @DecimalDigits()
   @Max(64, { message: 'concurrency must be at most 64' })
   @Min(1, { message: 'concurrency must be at least 1' })
   @IsInt({ message: 'concurrency must be a whole number' })

@@ -2,6 +2,7 @@
 export enum MkvErrorCode {
   InvalidRequest = 'invalid-request',
   NotFound = 'not-found',
+  MethodNotAllowed = 'method-not-allowed',
   MustUnlinkFirst = 'must-unlink-first',
   KeyConflict = 'key-conflict',
   JobConflict = 'job-conflict',
@@ -19,6 +20,8 @@ export class MkvError extends Error {
   constructor(
     readonly code: MkvErrorCode,
     message: string,
+    /** For MethodNotAllowed: the methods the path does take (the Allow header). */
+    readonly allowedMethods?: readonly string[],
   ) {
     super(message);
     this.name = 'MkvError';
@@ -26,5 +29,9 @@ export class MkvError extends Error {
 
   static notFound(): MkvError {
     return new MkvError(MkvErrorCode.NotFound, 'not found');
+  }
+
+  static methodNotAllowed(method: string, allowed: readonly string[]): MkvError {
+    return new MkvError(MkvErrorCode.MethodNotAllowed, `method ${method} not allowed (allowed: ${allowed.join(', ')})`, allowed);
   }
 }

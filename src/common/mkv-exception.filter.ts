@@ -5,6 +5,7 @@ import { MkvError, MkvErrorCode } from './mkv-error';
 const STATUS_BY_CODE: Record<MkvErrorCode, number> = {
   [MkvErrorCode.InvalidRequest]: HttpStatus.BAD_REQUEST,
   [MkvErrorCode.NotFound]: HttpStatus.NOT_FOUND,
+  [MkvErrorCode.MethodNotAllowed]: HttpStatus.METHOD_NOT_ALLOWED,
   [MkvErrorCode.MustUnlinkFirst]: HttpStatus.FORBIDDEN,
   [MkvErrorCode.KeyConflict]: HttpStatus.CONFLICT,
   [MkvErrorCode.JobConflict]: HttpStatus.CONFLICT,
@@ -36,6 +37,7 @@ export class MkvExceptionFilter implements ExceptionFilter {
     // would otherwise be drained to the end before the socket is reused.
     if (!request.raw.complete) reply.header('connection', 'close');
     reply.status(status).header('content-type', 'text/plain; charset=utf-8');
+    if (error instanceof MkvError && error.allowedMethods) reply.header('allow', error.allowedMethods.join(', '));
     if (request.method === 'HEAD') reply.header('content-length', '0').send();
     else reply.send(message);
   }

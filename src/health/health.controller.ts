@@ -1,4 +1,4 @@
-import { Controller, Get, HttpException, Inject, Res } from '@nestjs/common';
+import { Controller, Get, Head, HttpException, Inject, Res } from '@nestjs/common';
 import { HealthCheck, HealthCheckResult, HealthCheckService, HealthIndicatorService } from '@nestjs/terminus';
 import { ApiOperation, ApiTags } from '@nestjs/swagger';
 import type { FastifyReply } from 'fastify';
@@ -41,6 +41,22 @@ export class HealthController {
       reply.status(error.getStatus());
       return error.getResponse() as HealthCheckResult;
     }
+  }
+
+  // HEAD answers as its GET does, without the body (exposeHeadRoutes is off
+  // for the whole server: the key API's HEAD has its own handler).
+  @Head('health')
+  @ApiOperation({ summary: 'Liveness, as GET without the body' })
+  @HealthCheck()
+  liveHead() {
+    return this.live();
+  }
+
+  @Head('ready')
+  @ApiOperation({ summary: 'Readiness, as GET without the body' })
+  @HealthCheck()
+  readyHead(@Res({ passthrough: true }) reply: FastifyReply): Promise<HealthCheckResult> {
+    return this.ready(reply);
   }
 
   /** Each volume's probe state, and what the index says it holds. */

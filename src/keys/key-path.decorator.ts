@@ -1,5 +1,6 @@
 import { createParamDecorator, ExecutionContext } from '@nestjs/common';
 import type { FastifyRequest } from 'fastify';
+import { rawPathOf } from './key-path';
 
 /**
  * The request path without its leading '/' and query, still percent-encoded.
@@ -7,7 +8,5 @@ import type { FastifyRequest } from 'fastify';
  * validation happen once, in parseKey, by the API's own rules.
  */
 export const RawPath = createParamDecorator((_data: unknown, context: ExecutionContext): string => {
-  const url = context.switchToHttp().getRequest<FastifyRequest>().raw.url ?? '/';
-  const queryAt = url.indexOf('?');
-  return (queryAt === -1 ? url : url.slice(0, queryAt)).slice(1);
+  return rawPathOf(context.switchToHttp().getRequest<FastifyRequest>().raw.url ?? '/');
 });

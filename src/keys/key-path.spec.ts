@@ -24,6 +24,7 @@ describe(parseKey.name, () => {
     ['x/_admin', 'x/_admin'],
     ['_adminx', '_adminx'],
     ['a.b/c.', 'a.b/c.'],
+    ['%C2%A0nbsp', '\u00a0nbsp'], // U+00A0, the first code point after the C1 controls
   ])('accepts %j as %j', (rawPath, key) => {
     expect(parseKey(rawPath)).toBe(key);
   });
@@ -46,6 +47,11 @@ describe(parseKey.name, () => {
     ['a%00b', 'contains a control character'],
     ['a%1F', 'contains a control character'],
     ['a%7F', 'contains a control character'],
+    // C1 controls, U+0080-U+009F: NEL (a line break to some log readers) and CSI (a terminal escape).
+    ['a%C2%80', 'contains a control character'],
+    ['a%C2%85b', 'contains a control character'],
+    ['a%C2%9B31m', 'contains a control character'],
+    ['a%C2%9F', 'contains a control character'],
     ['tab\there', 'contains a control character'],
     ['a/', 'ends with /'],
     ['/', 'ends with /'],

@@ -26,8 +26,9 @@ export function parseKey(rawPath: string): string {
 export function validateKey(key: string): string {
   if (key.length === 0) throw invalidKey('empty');
   if (Buffer.byteLength(key, 'utf8') > MAX_KEY_BYTES) throw invalidKey(`longer than ${MAX_KEY_BYTES} bytes`);
+  // C0, DEL and C1 (U+0080-U+009F: %C2%85 is NEL, %C2%9B is CSI, which terminals obey).
   // eslint-disable-next-line no-control-regex
-  if (/[\u0000-\u001f\u007f]/.test(key)) throw invalidKey('contains a control character');
+  if (/[\u0000-\u001f\u007f-\u009f]/.test(key)) throw invalidKey('contains a control character');
   if (key.endsWith('/')) throw invalidKey('ends with /');
   const segments = key.split('/');
   if (segments.some((segment) => segment === '')) throw invalidKey('empty path segment');
@@ -37,6 +38,25 @@ export function validateKey(key: string): string {
   }
   if (segments[0] === RESERVED_SEGMENT) throw invalidKey(`${RESERVED_SEGMENT} is reserved`);
   return key;
+}
+
+/** The path of a request URL without its leading '/' and query, still percent-encoded. */
+export function rawPathOf(url: string): string {
+  const queryAt = url.indexOf('?');
+  return (queryAt === -1 ? url : url.slice(0, queryAt)).slice(1);
+}
+
+/**
+ * True for a raw path in the admin API's namespace: decoded, its first segment
+ * is `_admin` (as parseKey sees it, so `%5Fadmin` and `_admin%2Fx` count too).
+ */
+export function isAdminPath(rawPath: string): boolean {
+  if (rawPath[0] !== '_' && rawPath[0] !== '%') return false; // most paths: no decoding on the read path
+  try {
+    return decodeURIComponent(rawPath).split('/', 1)[0] === RESERVED_SEGMENT;
+  } catch {
+    return false; // not a path the admin API has either; parseKey answers it
+  }
 }
 
 export function invalidKey(reason: string): MkvError {

@@ -1,17 +1,20 @@
-import { Controller, Delete, Get, Head, Put, Query, Req, Res } from '@nestjs/common';
+import { All, Controller, Delete, Get, Head, Put, Query, Req, Res } from '@nestjs/common';
 import { ApiExcludeController } from '@nestjs/swagger';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { MkvError, MkvErrorCode } from '../common/mkv-error';
 import { parseQuery } from '../common/parse-query';
-import { isUnlinkRequest } from '../http';
+import { isUnlinkRequest, methodsRoutedAt } from '../http';
 import type { KeyRecord } from '../index/key-record';
 import { KeyWriter } from './key-writer.service';
 import { RawPath } from './key-path.decorator';
-import { parseKey } from './key-path';
+import { isAdminPath, parseKey } from './key-path';
 import { KeysService } from './keys.service';
 import { DEFAULT_LIST_LIMIT, ListQueryDto } from './list-query.dto';
 
 type Query = Record<string, unknown>;
+
+/** What a key path takes (UNLINK arrives as a marked DELETE). */
+const KEY_METHODS = ['GET', 'HEAD', 'PUT', 'DELETE', 'UNLINK'] as const;
 
 /** The key API: PUT, GET (a 302 to a volume), HEAD, DELETE, UNLINK and the listings. */
 @ApiExcludeController() // the key API is raw bytes over wildcard routes; the README describes it
@@ -30,7 +33,8 @@ export class KeysController {
   }
 
   @Get('*')
-  async get(@RawPath() path: string, @Query() query: Query, @Res({ passthrough: true }) reply: FastifyReply) {
+  async get(@RawPath() path: string, @Query() query: Query, @Req() request: FastifyRequest, @Res({ passthrough: true }) reply: FastifyReply) {
+    if (isAdminPath(path)) throw noAdminRoute(request); // not a key to read
     if (query.list !== undefined || query.unlinked !== undefined) return this.listUnder(path, query);
     const location = await this.keys.locate(parseKey(path));
     reply.status(302).header('location', location.url);
@@ -38,7 +42,8 @@ export class KeysController {
   }
 
   @Head('*')
-  async head(@RawPath() path: string, @Res({ passthrough: true }) reply: FastifyReply) {
+  async head(@RawPath() path: string, @Req() request: FastifyRequest, @Res({ passthrough: true }) reply: FastifyReply) {
+    if (isAdminPath(path)) throw noAdminRoute(request);
     const record = await this.keys.stat(parseKey(path));
     setValueHeaders(reply, record);
     reply.header('content-length', String(record.size));
@@ -58,6 +63,19 @@ export class KeysController {
     reply.status(204);
   }
 
+  /**
+   * Any other method (PATCH, POST, PROPFIND, ...; UNLINK under /_admin): 405
+   * with Allow on a key. Under /_admin, which no key route serves, 405 where
+   * an admin route takes the path with another method, else 404. Declared
+   * last: it is the fallback for the methods the routes above do not take
+   * (see the HTTP adapter).
+   */
+  @All('*')
+  refuseMethod(@RawPath() path: string, @Req() request: FastifyRequest): never {
+    if (isAdminPath(path)) throw noAdminRoute(request);
+    throw MkvError.methodNotAllowed(request.method, path === '' ? ['GET'] : KEY_METHODS);
+  }
+
   /** minikeyvalue's `GET /{prefix}?list` and `?unlinked`: keys with a leading '/'. */
   private async listUnder(path: string, query: Query) {
     const { start, limit, unlinked } = parseQuery(ListQueryDto, query);
@@ -75,6 +93,12 @@ export class KeysController {
     });
     return { keys: page.keys.map((key) => `/${key}`), next: page.next && `/${page.next}` };
   }
+}
+
+/** No admin route takes this request: 405 with the methods that would be taken at its path, or 404 where none would. */
+function noAdminRoute(request: FastifyRequest): MkvError {
+  const allowed = methodsRoutedAt(request);
+  return allowed.length > 0 ? MkvError.methodNotAllowed(request.method, allowed) : MkvError.notFound();
 }
 
 function setValueHeaders(reply: FastifyReply, record: KeyRecord): void {

@@ -1,5 +1,5 @@
-import { Type } from 'class-transformer';
 import { IsInt, IsOptional, IsString, Max, Min } from 'class-validator';
+import { DecimalDigits } from '../common/parse-query';
 
 export const DEFAULT_LIST_LIMIT = 1000;
 export const MAX_LIST_LIMIT = 10000;
@@ -15,7 +15,7 @@ export class ListQueryDto {
   start?: string;
 
   @IsOptional()
-  @Type(() => Number)
+  @DecimalDigits()
   // Decorators run bottom-up and validation stops at the first failure: the type first.
   @Max(MAX_LIST_LIMIT, { message: `limit must be at most ${MAX_LIST_LIMIT}` })
   @Min(1, { message: 'limit must be at least 1' })
