@@ -48,6 +48,11 @@ interface QueuedChange {
  * as far as SQLite's synchronous=NORMAL goes. A write transaction costs far
  * more than the statements in it (its WAL frames), so under load this cuts
  * the index's share of a PUT several times.
+ *
+ * Every write transaction begins IMMEDIATE (see writeTransaction): one begun
+ * deferred that reads before it writes gets "database is locked" at once
+ * when another connection holds the write lock, since SQLite does not run
+ * the busy handler (busy_timeout) on a read lock's upgrade.
  */
 @Injectable()
 export class SqliteKeyIndex implements KeyIndex {
@@ -110,7 +115,7 @@ export class SqliteKeyIndex implements KeyIndex {
           outcomes.push({ error });
         }
       }
-    });
+    }).immediate;
   }
 
   /** Runs the change in the next group commit; resolves once that is committed. */
@@ -278,24 +283,26 @@ export class SqliteKeyIndex implements KeyIndex {
   }
 
   async beginRebuild(): Promise<void> {
-    this.guard(() => {
-      this.dropRebuild();
-      // The staging table is the serving table's own DDL under another name,
-      // so the two can never drift apart.
-      const { sql } = this.db.prepare("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'keys'").get() as { sql: string };
-      this.db.exec(sql.replace(/^CREATE TABLE "keys"/, 'CREATE TABLE "keys_rebuild"'));
-      // Every key the serving index changes from now on (a write, unlink or
-      // delete) is noted, so the swap takes those rows from the serving index
-      // rather than from a walk that may have passed them by.
-      this.db.exec(`CREATE TABLE "rebuild_changed" ("key" TEXT NOT NULL PRIMARY KEY) WITHOUT ROWID`);
-      for (const event of ['INSERT', 'UPDATE', 'DELETE']) {
-        const row = event === 'DELETE' ? 'OLD' : 'NEW';
-        // Not INSERT OR IGNORE: a trigger takes the conflict policy of the statement that fired it.
-        this.db.exec(`CREATE TRIGGER "rebuild_on_${event.toLowerCase()}" AFTER ${event} ON "keys"
-                      BEGIN INSERT INTO "rebuild_changed" ("key") SELECT ${row}."key"
-                        WHERE NOT EXISTS (SELECT 1 FROM "rebuild_changed" WHERE "key" = ${row}."key"); END`);
-      }
-    });
+    this.guard(() =>
+      this.writeTransaction(() => {
+        this.dropRebuild();
+        // The staging table is the serving table's own DDL under another name,
+        // so the two can never drift apart.
+        const { sql } = this.db.prepare("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'keys'").get() as { sql: string };
+        this.db.exec(sql.replace(/^CREATE TABLE "keys"/, 'CREATE TABLE "keys_rebuild"'));
+        // Every key the serving index changes from now on (a write, unlink or
+        // delete) is noted, so the swap takes those rows from the serving index
+        // rather than from a walk that may have passed them by.
+        this.db.exec(`CREATE TABLE "rebuild_changed" ("key" TEXT NOT NULL PRIMARY KEY) WITHOUT ROWID`);
+        for (const event of ['INSERT', 'UPDATE', 'DELETE']) {
+          const row = event === 'DELETE' ? 'OLD' : 'NEW';
+          // Not INSERT OR IGNORE: a trigger takes the conflict policy of the statement that fired it.
+          this.db.exec(`CREATE TRIGGER "rebuild_on_${event.toLowerCase()}" AFTER ${event} ON "keys"
+                        BEGIN INSERT INTO "rebuild_changed" ("key") SELECT ${row}."key"
+                          WHERE NOT EXISTS (SELECT 1 FROM "rebuild_changed" WHERE "key" = ${row}."key"); END`);
+        }
+      }),
+    );
   }
 
   async stageFound(blobs: FoundBlob[]): Promise<void> {
@@ -310,9 +317,9 @@ export class SqliteKeyIndex implements KeyIndex {
           size = CASE WHEN excluded.size <> size AND excluded.updated_at > updated_at THEN excluded.size ELSE size END,
           created_at = min(created_at, excluded.created_at),
           updated_at = max(updated_at, excluded.updated_at)`);
-      this.db.transaction(() => {
+      this.writeTransaction(() => {
         for (const blob of blobs) stage.run(blob);
-      })();
+      });
     });
   }
 
@@ -325,9 +332,9 @@ export class SqliteKeyIndex implements KeyIndex {
   async setStagedVolumes(updates: { key: string; volumes: string[] }[]): Promise<void> {
     this.guard(() => {
       const update = this.db.prepare('UPDATE keys_rebuild SET volumes = ? WHERE key = ?');
-      this.db.transaction(() => {
+      this.writeTransaction(() => {
         for (const { key, volumes } of updates) update.run(volumes.join(','), key);
-      })();
+      });
     });
   }
 
@@ -345,7 +352,7 @@ export class SqliteKeyIndex implements KeyIndex {
 
   async swapRebuild(): Promise<number> {
     return this.guard(() =>
-      this.db.transaction(() => {
+      this.writeTransaction(() => {
         // Keys changed since the rebuild began, or with a write still renaming
         // its uploads or a delete still removing its blobs: the serving index
         // knows better than the walk.
@@ -364,12 +371,12 @@ export class SqliteKeyIndex implements KeyIndex {
         // The usage triggers went with the old table.
         for (const statement of [...USAGE_TRIGGERS, ...RECOUNT_USAGE]) this.db.exec(statement);
         return this.statements.count.get()!.n;
-      })(),
+      }),
     );
   }
 
   async abandonRebuild(): Promise<void> {
-    this.guard(() => this.dropRebuild());
+    this.guard(() => this.writeTransaction(() => this.dropRebuild()));
   }
 
   private dropRebuild(): void {
@@ -380,6 +387,11 @@ export class SqliteKeyIndex implements KeyIndex {
   private dropRebuildTracking(): void {
     for (const event of ['insert', 'update', 'delete']) this.db.exec(`DROP TRIGGER IF EXISTS rebuild_on_${event}`);
     this.db.exec('DROP TABLE IF EXISTS rebuild_changed');
+  }
+
+  /** Runs `work` in a transaction that takes the write lock first, waiting for it up to busy_timeout. */
+  private writeTransaction<T>(work: () => T): T {
+    return this.db.transaction(work).immediate();
   }
 
   private guard<T>(work: () => T): T {
