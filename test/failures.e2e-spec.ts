@@ -131,6 +131,31 @@ describe('failures', () => {
     });
   });
 
+  it('a job that cannot be recorded at start answers 500 "database error" and the next job starts and runs', async () => {
+    // Before, this answered "500 internal error", left the job queued in the
+    // process for good, and every later job got "409 a rebuild job is already running".
+    const db = new Database(server.dbPath);
+    db.exec(`CREATE TRIGGER refuse_jobs BEFORE INSERT ON jobs BEGIN SELECT RAISE(ABORT, 'injected failure'); END`);
+    let refused: Awaited<ReturnType<typeof http>>;
+    try {
+      refused = await http('POST', `${server.url}/_admin/rebuild`);
+    } finally {
+      db.exec('DROP TRIGGER refuse_jobs');
+      db.close();
+    }
+    expect([refused.status, refused.headers['content-type'], refused.text]).toEqual([500, 'text/plain; charset=utf-8', 'database error: injected failure']);
+
+    const listed = JSON.parse((await http('GET', `${server.url}/_admin/jobs`)).text).jobs as JobView[];
+    expect(listed.filter((job) => !TERMINAL_STATES.includes(job.state))).toEqual([]);
+    const next = await http('POST', `${server.url}/_admin/rebalance?dryRun=true`);
+    expect(`${next.status} ${next.status === 202 ? '' : next.text}`).toBe('202 ');
+    const job = await pollUntil(async () => {
+      const view = JSON.parse((await http('GET', `${server.url}${next.headers.location}`)).text) as JobView;
+      return TERMINAL_STATES.includes(view.state) ? view : undefined;
+    }, { what: 'the next job to finish' });
+    expect(job.state).toBe('succeeded');
+  });
+
   describe('another connection holding the write lock for less than the busy timeout', () => {
     // Held from a child process for 1.5 s (busy_timeout is 5 s). The group
     // commit's transaction, begun deferred, read before it wrote, and SQLite

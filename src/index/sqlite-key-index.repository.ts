@@ -419,9 +419,12 @@ export function prefixUpperBound(prefix: string): string | undefined {
   return undefined;
 }
 
-function databaseError(error: unknown): MkvError {
+/** An index failure as the domain error clients read: `database error: <SQLite's message>`. */
+export function databaseError(error: unknown): MkvError {
   if (error instanceof MkvError) return error;
-  return new MkvError(MkvErrorCode.DatabaseError, `database error: ${(error as Error)?.message ?? String(error)}`);
+  // TypeORM's QueryFailedError prefixes the driver's message with its class name ("SqliteError: ...").
+  const cause = (error as { driverError?: unknown })?.driverError ?? error;
+  return new MkvError(MkvErrorCode.DatabaseError, `database error: ${(cause as Error)?.message ?? String(cause)}`);
 }
 
 function splitVolumes(volumes: string): string[] {
