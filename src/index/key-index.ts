@@ -50,7 +50,11 @@ export interface KeyIndex {
   count(): Promise<number>;
   /** Keys and bytes held by each volume, and in all, for reports; cheap enough to call on every scrape. */
   usage(): Promise<IndexUsage>;
-  /** Throws unless the index answers a trivial query (readiness). */
+  /**
+   * Readiness: throws unless the index answers a read and can take a write
+   * (a read-only file or mount fails it). Polled every few seconds, so it must
+   * be cheap, commit nothing lasting, and not wait out another writer's lock.
+   */
   ping(): Promise<void>;
   /** Changes where a key's replicas are, not its value (Last-Modified stays). */
   setVolumes(key: string, volumes: string[]): Promise<void>;

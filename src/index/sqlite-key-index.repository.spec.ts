@@ -1,4 +1,8 @@
 import { Test, TestingModule } from '@nestjs/testing';
+import Database from 'better-sqlite3';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { DataSource } from 'typeorm';
 import { ConfigModule } from '../config/config.module';
 import { loadConfig } from '../config/load-config';
@@ -738,5 +742,37 @@ describe(SqliteKeyIndex.name, () => {
         expect((await index.scan(undefined, 10)).map((r) => r.key)).toEqual(['fresh']);
       });
     });
+  });
+});
+
+describe(`${SqliteKeyIndex.name}.ping (readiness)`, () => {
+  let dir: string;
+  let moduleRef: TestingModule;
+  let index: KeyIndex;
+
+  beforeEach(async () => {
+    dir = mkdtempSync(join(tmpdir(), 'mkv-ping-'));
+    const config = loadConfig({ db: join(dir, 'index.db'), volumes: 'a:1,b:2,c:3', replicas: 2 });
+    moduleRef = await Test.createTestingModule({ imports: [ConfigModule.forRoot(config), IndexModule] }).compile();
+    index = moduleRef.get<KeyIndex>(KEY_INDEX);
+  });
+
+  afterEach(async () => {
+    await moduleRef.close();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('answers at once while another connection holds the write lock (contention, not a fault), and leaves busy_timeout as it was', async () => {
+    const other = new Database(join(dir, 'index.db'));
+    other.exec('BEGIN IMMEDIATE');
+    try {
+      // Waiting would have held the event loop for busy_timeout (5 s) and then failed "database is locked".
+      await expect(index.ping()).resolves.toBeUndefined();
+    } finally {
+      other.exec('ROLLBACK');
+      other.close();
+    }
+    const db = (moduleRef.get(DataSource).driver as unknown as { databaseConnection: Database.Database }).databaseConnection;
+    expect(db.pragma('busy_timeout', { simple: true })).toBe(5000);
   });
 });
