@@ -324,26 +324,53 @@ export class SqliteKeyIndex implements KeyIndex {
                         BEGIN INSERT INTO "rebuild_changed" ("key") SELECT ${row}."key"
                           WHERE NOT EXISTS (SELECT 1 FROM "rebuild_changed" WHERE "key" = ${row}."key"); END`);
         }
+        // Copies found where the serving index does not list their key (see stageFound).
+        this.db.exec(`CREATE TABLE "rebuild_strays" ("key" TEXT NOT NULL, "volume" TEXT NOT NULL, "size" INTEGER NOT NULL,
+                        "mtime" INTEGER NOT NULL, "adopted" INTEGER NOT NULL DEFAULT 0, PRIMARY KEY ("key", "volume")) WITHOUT ROWID`);
       }),
     );
   }
 
-  async stageFound(blobs: FoundBlob[]): Promise<void> {
-    this.guard(() => {
-      // In an UPDATE, every expression sees the row as it was before it.
-      const stage = this.db.prepare(`
-        INSERT INTO keys_rebuild (key, volumes, size, md5, state, created_at, updated_at)
-        VALUES (@key, @volume, @size, '', 'live', @mtime, @mtime)
-        ON CONFLICT (key) DO UPDATE SET
-          volumes = CASE WHEN excluded.size = size THEN volumes || ',' || excluded.volumes
-                         WHEN excluded.updated_at > updated_at THEN excluded.volumes ELSE volumes END,
-          size = CASE WHEN excluded.size <> size AND excluded.updated_at > updated_at THEN excluded.size ELSE size END,
-          created_at = min(created_at, excluded.created_at),
-          updated_at = max(updated_at, excluded.updated_at)`);
+  /**
+   * A copy of a key the serving index knows, on a volume it does not list
+   * for that key, is not staged on its size alone (a stray: a failed delete,
+   * another cluster's file, other bytes of the same length): it is set aside,
+   * and adopted only if none of the known replicas is found (adoptStrays).
+   */
+  async stageFound(blobs: FoundBlob[]): Promise<FoundBlob[]> {
+    return this.guard(() => {
+      const stage = this.db.prepare(STAGE_FOUND);
+      const setAside = this.db.prepare('INSERT OR REPLACE INTO rebuild_strays (key, volume, size, mtime) VALUES (@key, @volume, @size, @mtime)');
+      const strays: FoundBlob[] = [];
       this.writeTransaction(() => {
-        for (const blob of blobs) stage.run(blob);
+        for (const blob of blobs) {
+          const known = this.statements.get.get(blob.key);
+          if (known && !splitVolumes(known.volumes).includes(blob.volume)) {
+            setAside.run(blob);
+            strays.push(blob);
+          } else {
+            stage.run(blob);
+          }
+        }
       });
+      return strays;
     });
+  }
+
+  async adoptStrays(): Promise<{ key: string; volumes: string[] }[]> {
+    return this.guard(() =>
+      this.writeTransaction(() => {
+        this.db.prepare('UPDATE rebuild_strays SET adopted = 1 WHERE key NOT IN (SELECT key FROM keys_rebuild)').run();
+        const stage = this.db.prepare(STAGE_FOUND);
+        for (const blob of this.db.prepare('SELECT key, volume, size, mtime FROM rebuild_strays WHERE adopted = 1').all() as FoundBlob[]) {
+          stage.run(blob);
+        }
+        const adopted = this.db
+          .prepare('SELECT key, volumes FROM keys_rebuild WHERE key IN (SELECT key FROM rebuild_strays WHERE adopted = 1) ORDER BY key')
+          .all() as { key: string; volumes: string }[];
+        return adopted.map(({ key, volumes }) => ({ key, volumes: splitVolumes(volumes) }));
+      }),
+    );
   }
 
   async scanStaged(after: string | undefined, limit: number): Promise<KeyRecord[]> {
@@ -385,7 +412,8 @@ export class SqliteKeyIndex implements KeyIndex {
         this.db
           .prepare(
             `UPDATE keys_rebuild SET state = old.state, created_at = old.created_at,
-               md5 = CASE WHEN old.size = keys_rebuild.size THEN old.md5 ELSE keys_rebuild.md5 END
+               md5 = CASE WHEN old.size = keys_rebuild.size AND keys_rebuild.key NOT IN (SELECT key FROM rebuild_strays WHERE adopted = 1)
+                          THEN old.md5 ELSE keys_rebuild.md5 END
              FROM keys AS old WHERE old.key = keys_rebuild.key`,
           )
           .run();
@@ -410,6 +438,7 @@ export class SqliteKeyIndex implements KeyIndex {
   private dropRebuildTracking(): void {
     for (const event of ['insert', 'update', 'delete']) this.db.exec(`DROP TRIGGER IF EXISTS rebuild_on_${event}`);
     this.db.exec('DROP TABLE IF EXISTS rebuild_changed');
+    this.db.exec('DROP TABLE IF EXISTS rebuild_strays');
   }
 
   /** Runs `work` in a transaction that takes the write lock first, waiting for it up to busy_timeout. */
@@ -425,6 +454,17 @@ export class SqliteKeyIndex implements KeyIndex {
     }
   }
 }
+
+/** Merges a found copy into its key's staged row: a copy of the same size adds its volume, one of another size keeps the newer. */
+const STAGE_FOUND = `
+  INSERT INTO keys_rebuild (key, volumes, size, md5, state, created_at, updated_at)
+  VALUES (@key, @volume, @size, '', 'live', @mtime, @mtime)
+  ON CONFLICT (key) DO UPDATE SET
+    volumes = CASE WHEN excluded.size = size THEN volumes || ',' || excluded.volumes
+                   WHEN excluded.updated_at > updated_at THEN excluded.volumes ELSE volumes END,
+    size = CASE WHEN excluded.size <> size AND excluded.updated_at > updated_at THEN excluded.size ELSE size END,
+    created_at = min(created_at, excluded.created_at),
+    updated_at = max(updated_at, excluded.updated_at)`; // in an UPDATE, every expression sees the row as it was before it
 
 /**
  * The smallest string greater than every string that starts with `prefix`, in
