@@ -4,7 +4,10 @@ import { createReadStream } from 'node:fs';
 import { connect } from 'node:net';
 import { join } from 'node:path';
 import { placeKey } from '../src/hashing/rendezvous';
+import { JobView, TERMINAL_STATES } from '../src/jobs/job';
+import { holdWriteLock } from './support/hold-write-lock';
 import { http, keyUrl, md5 } from './support/http';
+import { readIndexRows } from './support/index-rows';
 import { pollUntil } from './support/poll-until';
 import { TestServer } from './support/server';
 import { GeneratedBody } from './support/streams';
@@ -125,6 +128,69 @@ describe('failures', () => {
       });
       for (const volume of replicasOf(key)) expect(volume.read(key).toString()).toBe('previous');
       expect((await http('HEAD', keyUrl(server.url, key))).headers['content-md5']).toBe(md5('previous'));
+    });
+  });
+
+  it('a job that cannot be recorded at start answers 500 "database error" and the next job starts and runs', async () => {
+    // Before, this answered "500 internal error", left the job queued in the
+    // process for good, and every later job got "409 a rebuild job is already running".
+    const db = new Database(server.dbPath);
+    db.exec(`CREATE TRIGGER refuse_jobs BEFORE INSERT ON jobs BEGIN SELECT RAISE(ABORT, 'injected failure'); END`);
+    let refused: Awaited<ReturnType<typeof http>>;
+    try {
+      refused = await http('POST', `${server.url}/_admin/rebuild`);
+    } finally {
+      db.exec('DROP TRIGGER refuse_jobs');
+      db.close();
+    }
+    expect([refused.status, refused.headers['content-type'], refused.text]).toEqual([500, 'text/plain; charset=utf-8', 'database error: injected failure']);
+
+    const listed = JSON.parse((await http('GET', `${server.url}/_admin/jobs`)).text).jobs as JobView[];
+    expect(listed.filter((job) => !TERMINAL_STATES.includes(job.state))).toEqual([]);
+    const next = await http('POST', `${server.url}/_admin/rebalance?dryRun=true`);
+    expect(`${next.status} ${next.status === 202 ? '' : next.text}`).toBe('202 ');
+    const job = await pollUntil(async () => {
+      const view = JSON.parse((await http('GET', `${server.url}${next.headers.location}`)).text) as JobView;
+      return TERMINAL_STATES.includes(view.state) ? view : undefined;
+    }, { what: 'the next job to finish' });
+    expect(job.state).toBe('succeeded');
+  });
+
+  describe('another connection holding the write lock for less than the busy timeout', () => {
+    // Held from a child process for 1.5 s (busy_timeout is 5 s). The group
+    // commit's transaction, begun deferred, read before it wrote, and SQLite
+    // does not wait on a lock upgrade: every PUT failed at once with
+    // "500 database error: database is locked". A job's saves (TypeORM's
+    // save begins its transaction with the write) already waited; kept as a guard.
+    const HELD_MS = 1500;
+
+    it('makes concurrent PUTs wait, not fail: all 201, and the index and both replicas agree', async () => {
+      const keys = Array.from({ length: 8 }, (_, i) => `locked/key-${i}`);
+      const valueOf = (key: string) => `the value of ${key}`;
+      const lock = await holdWriteLock(server.dbPath, HELD_MS);
+      const results = await Promise.all(keys.map((key) => put(key, valueOf(key))));
+      await lock.released;
+      expect(results.map((res) => `${res.status} ${res.text}`)).toEqual(keys.map(() => '201 '));
+
+      const rows = new Map(readIndexRows(server.dbPath).map((row) => [row.key, row]));
+      for (const key of keys) {
+        const replicas = replicasOf(key);
+        expect(rows.get(key)).toMatchObject({ volumes: replicas.map((v) => v.url).join(','), md5: md5(valueOf(key)), state: 'live' });
+        for (const volume of replicas) expect(fileMd5(volume, key)).toBe(md5(valueOf(key)));
+      }
+      for (const volume of volumes.list) expect(volume.tempFiles()).toEqual([]);
+    });
+
+    it('makes a job start wait, not fail: 202, and the job runs to the end', async () => {
+      const lock = await holdWriteLock(server.dbPath, HELD_MS);
+      const res = await http('POST', `${server.url}/_admin/rebalance?dryRun=true`);
+      await lock.released;
+      expect(`${res.status} ${res.status === 202 ? '' : res.text}`).toBe('202 ');
+      const job = await pollUntil(async () => {
+        const view = JSON.parse((await http('GET', `${server.url}${res.headers.location}`)).text) as JobView;
+        return TERMINAL_STATES.includes(view.state) ? view : undefined;
+      }, { what: 'the dry run to finish' });
+      expect(job.state).toBe('succeeded');
     });
   });
 

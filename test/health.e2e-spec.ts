@@ -1,8 +1,11 @@
+import { chmodSync, chownSync, mkdirSync, readdirSync } from 'node:fs';
+import { join } from 'node:path';
 import { placeKey } from '../src/hashing/rendezvous';
+import { ServerProcess } from './support/cli';
 import { http, keyUrl } from './support/http';
 import { pollUntil } from './support/poll-until';
 import { TestServer } from './support/server';
-import { TestVolumes, stopServerAndVolumes } from './support/volumes';
+import { TestVolumes, freePort, stopServerAndVolumes } from './support/volumes';
 
 const INTERVAL_S = 0.2;
 
@@ -104,6 +107,45 @@ describe('volume health', () => {
     expect(notReady.headers['content-type']).toMatch(/^application\/json/);
     expect(JSON.parse(notReady.text)).toMatchObject({ status: 'error', error: { volumes: { status: 'down', up: 1, needed: 2 } } });
     expect((await http('GET', `${server.url}/_admin/health`)).status).toBe(200);
+  });
+
+  it('is not ready when the index cannot be written (a read-only index file), and says why', async () => {
+    // A real read-only file, not an injected fault: the index is made by a
+    // server run as this user, then left owned by it with mode 0444, and
+    // `mkv serve` runs as an unprivileged user (root, running the tests,
+    // ignores file modes) in a directory it may write (SQLite's -wal and -shm
+    // files). Reads work; every write fails. Before, readiness answered 200.
+    const dir = join(volumes.root, 'read-only-index');
+    mkdirSync(dir);
+    const setup = await TestServer.start({ volumes: volumes.urls, replicas: 2, dir });
+    await setup.stop();
+    chmodSync(join(dir, 'index.db'), 0o444);
+    const asUser = process.getuid!() === 0 ? { uid: 65534, gid: 65534 } : {}; // nobody
+    chmodSync(volumes.root, 0o755);
+    if (asUser.uid !== undefined) {
+      // Only the index file stays out of its reach (SQLite's -wal and -shm, if left, are its to use).
+      for (const name of ['', ...readdirSync(dir).filter((name) => name !== 'index.db')]) chownSync(join(dir, name), asUser.uid, asUser.gid);
+    }
+
+    const port = await freePort();
+    const readOnly = await ServerProcess.start(['-d', join(dir, 'index.db'), '-v', volumes.urls.join(','), '-r', '2'], port, {}, asUser);
+    try {
+      // Once the probes found the volumes up, only the index can be what is not ready.
+      const res = await pollUntil(async () => {
+        const answer = await http('GET', `${readOnly.url}/_admin/ready`);
+        return JSON.parse(answer.text).details?.volumes?.status === 'up' ? answer : undefined;
+      }, { what: 'the probes to find the volumes up' });
+      expect(res.status).toBe(503);
+      expect(JSON.parse(res.text)).toMatchObject({
+        status: 'error',
+        error: { index: { status: 'down', message: 'database error: attempt to write a readonly database' } },
+      });
+      // What readiness warns of: a write fails.
+      const put = await http('PUT', keyUrl(readOnly.url, 'health/read-only'), { body: 'x' });
+      expect([put.status, put.text]).toEqual([500, 'database error: attempt to write a readonly database']);
+    } finally {
+      await readOnly.stop();
+    }
   });
 
   it('serves Prometheus metrics whose counters move with traffic', async () => {

@@ -162,6 +162,11 @@ describe('rebuild', () => {
     let server: TestServer;
     const replicasOf = (key: string) => placeKey(key, volumes.urls, 2).map((url) => volumes.byUrl(url));
     const put = async (key: string, body: string) => expect((await http('PUT', keyUrl(server.url, key), { body })).status).toBe(201);
+    /** Files on the volumes the index does not list, as `<volume> <key>`. */
+    const unindexedCopies = () => {
+      const listed = new Set(readIndexRows(server.dbPath).flatMap((row) => row.volumes.split(',').map((url) => `${url} ${row.key}`)));
+      return volumes.list.flatMap((v) => [...filesOn(v).keys()].map((key) => `${v.url} ${key}`)).filter((copy) => !listed.has(copy));
+    };
 
     beforeAll(async () => {
       volumes = await TestVolumes.start(3);
@@ -281,6 +286,60 @@ describe('rebuild', () => {
       // Nothing was left half-done: the next rebuild runs normally.
       expect((await rebuild(server)).state).toBe('succeeded');
       expect(placementView(readIndexRows(server.dbPath))).toEqual(placementView(before));
+    });
+
+    it('does not add a stray copy of the same size on a volume the index did not list for the key; the stray stays on disk', async () => {
+      // Before, the rebuild listed all three volumes with the first MD5, and
+      // a GET could be sent to the stray's other bytes.
+      const key = 'stray/same-size';
+      const value = 'the real value';
+      const stray = 'a stray copy!!'; // same length, other bytes
+      await server.settleHealth(); // the test before stopped a volume
+      await put(key, value);
+      const replicas = replicasOf(key);
+      const third = volumes.list.find((v) => !replicas.includes(v))!;
+      mkdirSync(third.filePath('stray'), { recursive: true });
+      writeFileSync(third.filePath(key), stray);
+
+      const job = await rebuild(server);
+      expect(job.state).toBe('succeeded');
+      const row = readIndexRows(server.dbPath).find((r) => r.key === key);
+      expect(row).toMatchObject({ volumes: replicas.map((v) => v.url).join(','), md5: md5(value), size: value.length });
+      // Every copy found is indexed or counted skipped (copies earlier tests left behind, and the stray).
+      expect(unindexedCopies()).toContain(`${third.url} ${key}`);
+      expect(job.counters.skipped).toBe(unindexedCopies().length);
+      expect(third.read(key).toString()).toBe(stray);
+      const res = await http('GET', keyUrl(server.url, key));
+      expect(res.status).toBe(302);
+      expect(replicas.map((v) => `${v.url}/${key}`)).toContain(res.headers.location);
+      expect((await http('GET', res.headers.location)).text).toBe(value);
+      rmSync(third.filePath(key));
+    });
+
+    it('adopts a copy on another volume when none of the known replicas is left, without the old MD5', async () => {
+      const key = 'stray/only-copy';
+      const value = 'the old value';
+      const found = 'other content'; // same length: only the bytes tell them apart
+      await put(key, value);
+      const replicas = replicasOf(key);
+      const third = volumes.list.find((v) => !replicas.includes(v))!;
+      for (const volume of replicas) rmSync(volume.filePath(key));
+      mkdirSync(third.filePath('stray'), { recursive: true });
+      writeFileSync(third.filePath(key), found);
+
+      const job = await rebuild(server);
+      expect(job.state).toBe('succeeded');
+      expect(unindexedCopies()).not.toContain(`${third.url} ${key}`);
+      expect(job.counters.skipped).toBe(unindexedCopies().length);
+
+      // No MD5 is better than a wrong one: the old value's would describe bytes that are not there.
+      const row = readIndexRows(server.dbPath).find((r) => r.key === key);
+      expect(row).toMatchObject({ volumes: third.url, md5: '', size: found.length, state: 'live' });
+      const head = await http('HEAD', keyUrl(server.url, key));
+      expect(head.headers['content-md5']).toBeUndefined();
+      const res = await http('GET', keyUrl(server.url, key));
+      expect(res.headers.location).toBe(`${third.url}/${key}`);
+      expect((await http('GET', res.headers.location)).text).toBe(found);
     });
   });
 

@@ -26,9 +26,9 @@ export class HealthController {
     return this.checks.check([]);
   }
 
-  /** Readiness: the index answers and at least R volumes are up. */
+  /** Readiness: the index answers and can be written, and at least R volumes are up. */
   @Get('ready')
-  @ApiOperation({ summary: 'Readiness: 200 when the index answers and at least R volumes are up, else 503' })
+  @ApiOperation({ summary: 'Readiness: 200 when the index answers and can be written and at least R volumes are up, else 503' })
   @HealthCheck()
   async ready(@Res({ passthrough: true }) reply: FastifyReply): Promise<HealthCheckResult> {
     try {

@@ -50,7 +50,11 @@ export interface KeyIndex {
   count(): Promise<number>;
   /** Keys and bytes held by each volume, and in all, for reports; cheap enough to call on every scrape. */
   usage(): Promise<IndexUsage>;
-  /** Throws unless the index answers a trivial query (readiness). */
+  /**
+   * Readiness: throws unless the index answers a read and can take a write
+   * (a read-only file or mount fails it). Polled every few seconds, so it must
+   * be cheap, commit nothing lasting, and not wait out another writer's lock.
+   */
   ping(): Promise<void>;
   /** Changes where a key's replicas are, not its value (Last-Modified stays). */
   setVolumes(key: string, volumes: string[]): Promise<void>;
@@ -61,8 +65,18 @@ export interface KeyIndex {
    * deletes) and keys mid-write keep their serving rows over what was found.
    */
   beginRebuild(): Promise<void>;
-  /** Adds blobs found on the volumes; replicas of one key with another size keep the newest. */
-  stageFound(blobs: FoundBlob[]): Promise<void>;
+  /**
+   * Adds blobs found on the volumes; replicas of one key with another size
+   * keep the newest. A copy of a key the serving index knows, on a volume it
+   * does not list for that key, is set aside instead, and returned.
+   */
+  stageFound(blobs: FoundBlob[]): Promise<FoundBlob[]>;
+  /**
+   * Once every volume is walked: the keys none of whose known replicas was
+   * found get the copies set aside for them (no MD5 is carried over to
+   * those). Returns those keys with the volumes they now have.
+   */
+  adoptStrays(): Promise<{ key: string; volumes: string[] }[]>;
   scanStaged(after: string | undefined, limit: number): Promise<KeyRecord[]>;
   setStagedVolumes(updates: { key: string; volumes: string[] }[]): Promise<void>;
   /** The staged records among these keys. */
@@ -70,7 +84,8 @@ export interface KeyIndex {
   dropStaged(keys: string[]): Promise<void>;
   /**
    * Replaces the serving index with the staged one, carrying over from the
-   * old index each key's state, created time and MD5 (where the size agrees).
+   * old index each key's state, created time and MD5 (where the size agrees
+   * and the copies are ones the old index listed).
    * Returns how many keys the new index holds.
    */
   swapRebuild(): Promise<number>;

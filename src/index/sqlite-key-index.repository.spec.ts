@@ -1,4 +1,8 @@
 import { Test, TestingModule } from '@nestjs/testing';
+import Database from 'better-sqlite3';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { DataSource } from 'typeorm';
 import { ConfigModule } from '../config/config.module';
 import { loadConfig } from '../config/load-config';
@@ -561,9 +565,30 @@ describe(SqliteKeyIndex.name, () => {
 
         expect(await index.swapRebuild()).toBe(2);
         expect(await index.get('vanished')).toBeUndefined();
-        expect(await index.get('kept')).toMatchObject({ volumes: [V2, V1], size: 5 });
+        // The copy on V2, which the old index did not list, is not taken on its size alone.
+        expect(await index.get('kept')).toMatchObject({ volumes: [V1], size: 5 });
         expect(await index.get('found')).toEqual({ key: 'found', volumes: [V3], size: 4, md5: '', state: 'live', createdAt: 4000, updatedAt: 4000 });
         expect(await index.count()).toBe(2);
+        expect(await schemaObjects()).toEqual(SERVING_SCHEMA);
+      });
+
+      it('sets aside copies on volumes the old index did not list, and adopts them only where no known replica was found, without the MD5', async () => {
+        await store(record('known', { volumes: [V1, V2], md5: 'known-md5' }));
+        await store(record('lost', { volumes: [V1, V2], md5: 'lost-md5' }));
+        await index.beginRebuild();
+        const strays = await index.stageFound([
+          { key: 'known', volume: V1, size: 5, mtime: 3000 },
+          { key: 'known', volume: V3, size: 5, mtime: 3000 },
+          { key: 'lost', volume: V3, size: 5, mtime: 3000 },
+          { key: 'new', volume: V3, size: 4, mtime: 3000 },
+        ]);
+        expect(strays.map((blob) => `${blob.key} ${blob.volume}`)).toEqual([`known ${V3}`, `lost ${V3}`]);
+        expect(await index.adoptStrays()).toEqual([{ key: 'lost', volumes: [V3] }]);
+        await index.swapRebuild();
+
+        expect(await index.get('known')).toMatchObject({ volumes: [V1], md5: 'known-md5' });
+        expect(await index.get('lost')).toMatchObject({ volumes: [V3], size: 5, md5: '' });
+        expect(await index.get('new')).toMatchObject({ volumes: [V3], md5: '' });
         expect(await schemaObjects()).toEqual(SERVING_SCHEMA);
       });
 
@@ -738,5 +763,37 @@ describe(SqliteKeyIndex.name, () => {
         expect((await index.scan(undefined, 10)).map((r) => r.key)).toEqual(['fresh']);
       });
     });
+  });
+});
+
+describe(`${SqliteKeyIndex.name}.ping (readiness)`, () => {
+  let dir: string;
+  let moduleRef: TestingModule;
+  let index: KeyIndex;
+
+  beforeEach(async () => {
+    dir = mkdtempSync(join(tmpdir(), 'mkv-ping-'));
+    const config = loadConfig({ db: join(dir, 'index.db'), volumes: 'a:1,b:2,c:3', replicas: 2 });
+    moduleRef = await Test.createTestingModule({ imports: [ConfigModule.forRoot(config), IndexModule] }).compile();
+    index = moduleRef.get<KeyIndex>(KEY_INDEX);
+  });
+
+  afterEach(async () => {
+    await moduleRef.close();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('answers at once while another connection holds the write lock (contention, not a fault), and leaves busy_timeout as it was', async () => {
+    const other = new Database(join(dir, 'index.db'));
+    other.exec('BEGIN IMMEDIATE');
+    try {
+      // Waiting would have held the event loop for busy_timeout (5 s) and then failed "database is locked".
+      await expect(index.ping()).resolves.toBeUndefined();
+    } finally {
+      other.exec('ROLLBACK');
+      other.close();
+    }
+    const db = (moduleRef.get(DataSource).driver as unknown as { databaseConnection: Database.Database }).databaseConnection;
+    expect(db.pragma('busy_timeout', { simple: true })).toBe(5000);
   });
 });

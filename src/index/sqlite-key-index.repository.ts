@@ -48,6 +48,11 @@ interface QueuedChange {
  * as far as SQLite's synchronous=NORMAL goes. A write transaction costs far
  * more than the statements in it (its WAL frames), so under load this cuts
  * the index's share of a PUT several times.
+ *
+ * Every write transaction begins IMMEDIATE (see writeTransaction): one begun
+ * deferred that reads before it writes gets "database is locked" at once
+ * when another connection holds the write lock, since SQLite does not run
+ * the busy handler (busy_timeout) on a read lock's upgrade.
  */
 @Injectable()
 export class SqliteKeyIndex implements KeyIndex {
@@ -69,6 +74,8 @@ export class SqliteKeyIndex implements KeyIndex {
     count: Statement<[], { n: number }>;
     setVolumes: Statement<[string, string]>;
     usage: Statement<[], { volume: string; keys: number; bytes: number }>;
+    readProbe: Statement<[], { key: string }>;
+    writeProbe: Statement<[]>;
   };
   private readonly inSavepoint: (change: () => unknown) => unknown;
   private readonly commitGroup: (group: QueuedChange[], outcomes: ({ value: unknown } | { error: unknown })[]) => void;
@@ -100,6 +107,10 @@ export class SqliteKeyIndex implements KeyIndex {
       count: db.prepare('SELECT COUNT(*) AS n FROM keys'),
       setVolumes: db.prepare('UPDATE keys SET volumes = ? WHERE key = ?'),
       usage: db.prepare('SELECT volume, keys, bytes FROM index_usage'),
+      readProbe: db.prepare('SELECT key FROM keys LIMIT 1'),
+      // Changes no row, so it commits no page; but it must take the write lock
+      // and open the file for writing, which a read-only file or mount refuses.
+      writeProbe: db.prepare('DELETE FROM write_intents WHERE 0'),
     };
     this.inSavepoint = db.transaction((change: () => unknown) => change());
     this.commitGroup = db.transaction((group: QueuedChange[], outcomes: ({ value: unknown } | { error: unknown })[]) => {
@@ -110,7 +121,7 @@ export class SqliteKeyIndex implements KeyIndex {
           outcomes.push({ error });
         }
       }
-    });
+    }).immediate;
   }
 
   /** Runs the change in the next group commit; resolves once that is committed. */
@@ -269,8 +280,25 @@ export class SqliteKeyIndex implements KeyIndex {
     });
   }
 
+  /**
+   * A read and a write that changes nothing (about 12 µs, no WAL growth).
+   * Another connection holding the write lock is contention, not a fault:
+   * writers wait for it, so the probe does not wait (busy_timeout 0 for its
+   * one statement) and takes the lock being held as the index answering.
+   */
   async ping(): Promise<void> {
-    this.guard(() => this.db.prepare('SELECT 1').get());
+    this.guard(() => {
+      this.statements.readProbe.get();
+      const busyTimeout = this.db.pragma('busy_timeout', { simple: true }) as number;
+      this.db.pragma('busy_timeout = 0');
+      try {
+        this.statements.writeProbe.run();
+      } catch (error) {
+        if ((error as { code?: string }).code !== 'SQLITE_BUSY') throw error;
+      } finally {
+        this.db.pragma(`busy_timeout = ${busyTimeout}`);
+      }
+    });
   }
 
   async setVolumes(key: string, volumes: string[]): Promise<void> {
@@ -278,42 +306,71 @@ export class SqliteKeyIndex implements KeyIndex {
   }
 
   async beginRebuild(): Promise<void> {
-    this.guard(() => {
-      this.dropRebuild();
-      // The staging table is the serving table's own DDL under another name,
-      // so the two can never drift apart.
-      const { sql } = this.db.prepare("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'keys'").get() as { sql: string };
-      this.db.exec(sql.replace(/^CREATE TABLE "keys"/, 'CREATE TABLE "keys_rebuild"'));
-      // Every key the serving index changes from now on (a write, unlink or
-      // delete) is noted, so the swap takes those rows from the serving index
-      // rather than from a walk that may have passed them by.
-      this.db.exec(`CREATE TABLE "rebuild_changed" ("key" TEXT NOT NULL PRIMARY KEY) WITHOUT ROWID`);
-      for (const event of ['INSERT', 'UPDATE', 'DELETE']) {
-        const row = event === 'DELETE' ? 'OLD' : 'NEW';
-        // Not INSERT OR IGNORE: a trigger takes the conflict policy of the statement that fired it.
-        this.db.exec(`CREATE TRIGGER "rebuild_on_${event.toLowerCase()}" AFTER ${event} ON "keys"
-                      BEGIN INSERT INTO "rebuild_changed" ("key") SELECT ${row}."key"
-                        WHERE NOT EXISTS (SELECT 1 FROM "rebuild_changed" WHERE "key" = ${row}."key"); END`);
-      }
+    this.guard(() =>
+      this.writeTransaction(() => {
+        this.dropRebuild();
+        // The staging table is the serving table's own DDL under another name,
+        // so the two can never drift apart.
+        const { sql } = this.db.prepare("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'keys'").get() as { sql: string };
+        this.db.exec(sql.replace(/^CREATE TABLE "keys"/, 'CREATE TABLE "keys_rebuild"'));
+        // Every key the serving index changes from now on (a write, unlink or
+        // delete) is noted, so the swap takes those rows from the serving index
+        // rather than from a walk that may have passed them by.
+        this.db.exec(`CREATE TABLE "rebuild_changed" ("key" TEXT NOT NULL PRIMARY KEY) WITHOUT ROWID`);
+        for (const event of ['INSERT', 'UPDATE', 'DELETE']) {
+          const row = event === 'DELETE' ? 'OLD' : 'NEW';
+          // Not INSERT OR IGNORE: a trigger takes the conflict policy of the statement that fired it.
+          this.db.exec(`CREATE TRIGGER "rebuild_on_${event.toLowerCase()}" AFTER ${event} ON "keys"
+                        BEGIN INSERT INTO "rebuild_changed" ("key") SELECT ${row}."key"
+                          WHERE NOT EXISTS (SELECT 1 FROM "rebuild_changed" WHERE "key" = ${row}."key"); END`);
+        }
+        // Copies found where the serving index does not list their key (see stageFound).
+        this.db.exec(`CREATE TABLE "rebuild_strays" ("key" TEXT NOT NULL, "volume" TEXT NOT NULL, "size" INTEGER NOT NULL,
+                        "mtime" INTEGER NOT NULL, "adopted" INTEGER NOT NULL DEFAULT 0, PRIMARY KEY ("key", "volume")) WITHOUT ROWID`);
+      }),
+    );
+  }
+
+  /**
+   * A copy of a key the serving index knows, on a volume it does not list
+   * for that key, is not staged on its size alone (a stray: a failed delete,
+   * another cluster's file, other bytes of the same length): it is set aside,
+   * and adopted only if none of the known replicas is found (adoptStrays).
+   */
+  async stageFound(blobs: FoundBlob[]): Promise<FoundBlob[]> {
+    return this.guard(() => {
+      const stage = this.db.prepare(STAGE_FOUND);
+      const setAside = this.db.prepare('INSERT OR REPLACE INTO rebuild_strays (key, volume, size, mtime) VALUES (@key, @volume, @size, @mtime)');
+      const strays: FoundBlob[] = [];
+      this.writeTransaction(() => {
+        for (const blob of blobs) {
+          const known = this.statements.get.get(blob.key);
+          if (known && !splitVolumes(known.volumes).includes(blob.volume)) {
+            setAside.run(blob);
+            strays.push(blob);
+          } else {
+            stage.run(blob);
+          }
+        }
+      });
+      return strays;
     });
   }
 
-  async stageFound(blobs: FoundBlob[]): Promise<void> {
-    this.guard(() => {
-      // In an UPDATE, every expression sees the row as it was before it.
-      const stage = this.db.prepare(`
-        INSERT INTO keys_rebuild (key, volumes, size, md5, state, created_at, updated_at)
-        VALUES (@key, @volume, @size, '', 'live', @mtime, @mtime)
-        ON CONFLICT (key) DO UPDATE SET
-          volumes = CASE WHEN excluded.size = size THEN volumes || ',' || excluded.volumes
-                         WHEN excluded.updated_at > updated_at THEN excluded.volumes ELSE volumes END,
-          size = CASE WHEN excluded.size <> size AND excluded.updated_at > updated_at THEN excluded.size ELSE size END,
-          created_at = min(created_at, excluded.created_at),
-          updated_at = max(updated_at, excluded.updated_at)`);
-      this.db.transaction(() => {
-        for (const blob of blobs) stage.run(blob);
-      })();
-    });
+  async adoptStrays(): Promise<{ key: string; volumes: string[] }[]> {
+    return this.guard(() =>
+      this.writeTransaction(() => {
+        this.db.prepare('UPDATE rebuild_strays SET adopted = 1 WHERE key NOT IN (SELECT key FROM keys_rebuild)').run();
+        const stage = this.db.prepare(STAGE_FOUND);
+        for (const blob of this.db.prepare('SELECT key, volume, size, mtime FROM rebuild_strays WHERE adopted = 1').all() as FoundBlob[]) {
+          stage.run(blob);
+        }
+        const adopted = this.db
+          .prepare('SELECT key, volumes FROM keys_rebuild WHERE key IN (SELECT key FROM rebuild_strays WHERE adopted = 1) ORDER BY key')
+          .all() as { key: string; volumes: string }[];
+        return adopted.map(({ key, volumes }) => ({ key, volumes: splitVolumes(volumes) }));
+      }),
+    );
   }
 
   async scanStaged(after: string | undefined, limit: number): Promise<KeyRecord[]> {
@@ -325,9 +382,9 @@ export class SqliteKeyIndex implements KeyIndex {
   async setStagedVolumes(updates: { key: string; volumes: string[] }[]): Promise<void> {
     this.guard(() => {
       const update = this.db.prepare('UPDATE keys_rebuild SET volumes = ? WHERE key = ?');
-      this.db.transaction(() => {
+      this.writeTransaction(() => {
         for (const { key, volumes } of updates) update.run(volumes.join(','), key);
-      })();
+      });
     });
   }
 
@@ -345,7 +402,7 @@ export class SqliteKeyIndex implements KeyIndex {
 
   async swapRebuild(): Promise<number> {
     return this.guard(() =>
-      this.db.transaction(() => {
+      this.writeTransaction(() => {
         // Keys changed since the rebuild began, or with a write still renaming
         // its uploads or a delete still removing its blobs: the serving index
         // knows better than the walk.
@@ -355,7 +412,8 @@ export class SqliteKeyIndex implements KeyIndex {
         this.db
           .prepare(
             `UPDATE keys_rebuild SET state = old.state, created_at = old.created_at,
-               md5 = CASE WHEN old.size = keys_rebuild.size THEN old.md5 ELSE keys_rebuild.md5 END
+               md5 = CASE WHEN old.size = keys_rebuild.size AND keys_rebuild.key NOT IN (SELECT key FROM rebuild_strays WHERE adopted = 1)
+                          THEN old.md5 ELSE keys_rebuild.md5 END
              FROM keys AS old WHERE old.key = keys_rebuild.key`,
           )
           .run();
@@ -364,12 +422,12 @@ export class SqliteKeyIndex implements KeyIndex {
         // The usage triggers went with the old table.
         for (const statement of [...USAGE_TRIGGERS, ...RECOUNT_USAGE]) this.db.exec(statement);
         return this.statements.count.get()!.n;
-      })(),
+      }),
     );
   }
 
   async abandonRebuild(): Promise<void> {
-    this.guard(() => this.dropRebuild());
+    this.guard(() => this.writeTransaction(() => this.dropRebuild()));
   }
 
   private dropRebuild(): void {
@@ -380,6 +438,12 @@ export class SqliteKeyIndex implements KeyIndex {
   private dropRebuildTracking(): void {
     for (const event of ['insert', 'update', 'delete']) this.db.exec(`DROP TRIGGER IF EXISTS rebuild_on_${event}`);
     this.db.exec('DROP TABLE IF EXISTS rebuild_changed');
+    this.db.exec('DROP TABLE IF EXISTS rebuild_strays');
+  }
+
+  /** Runs `work` in a transaction that takes the write lock first, waiting for it up to busy_timeout. */
+  private writeTransaction<T>(work: () => T): T {
+    return this.db.transaction(work).immediate();
   }
 
   private guard<T>(work: () => T): T {
@@ -390,6 +454,17 @@ export class SqliteKeyIndex implements KeyIndex {
     }
   }
 }
+
+/** Merges a found copy into its key's staged row: a copy of the same size adds its volume, one of another size keeps the newer. */
+const STAGE_FOUND = `
+  INSERT INTO keys_rebuild (key, volumes, size, md5, state, created_at, updated_at)
+  VALUES (@key, @volume, @size, '', 'live', @mtime, @mtime)
+  ON CONFLICT (key) DO UPDATE SET
+    volumes = CASE WHEN excluded.size = size THEN volumes || ',' || excluded.volumes
+                   WHEN excluded.updated_at > updated_at THEN excluded.volumes ELSE volumes END,
+    size = CASE WHEN excluded.size <> size AND excluded.updated_at > updated_at THEN excluded.size ELSE size END,
+    created_at = min(created_at, excluded.created_at),
+    updated_at = max(updated_at, excluded.updated_at)`; // in an UPDATE, every expression sees the row as it was before it
 
 /**
  * The smallest string greater than every string that starts with `prefix`, in
@@ -407,9 +482,12 @@ export function prefixUpperBound(prefix: string): string | undefined {
   return undefined;
 }
 
-function databaseError(error: unknown): MkvError {
+/** An index failure as the domain error clients read: `database error: <SQLite's message>`. */
+export function databaseError(error: unknown): MkvError {
   if (error instanceof MkvError) return error;
-  return new MkvError(MkvErrorCode.DatabaseError, `database error: ${(error as Error)?.message ?? String(error)}`);
+  // TypeORM's QueryFailedError prefixes the driver's message with its class name ("SqliteError: ...").
+  const cause = (error as { driverError?: unknown })?.driverError ?? error;
+  return new MkvError(MkvErrorCode.DatabaseError, `database error: ${(cause as Error)?.message ?? String(cause)}`);
 }
 
 function splitVolumes(volumes: string): string[] {

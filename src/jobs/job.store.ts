@@ -1,11 +1,12 @@
 import { Injectable } from '@nestjs/common';
 import { InjectDataSource } from '@nestjs/typeorm';
 import { DataSource, In, MoreThan, Repository } from 'typeorm';
+import { databaseError } from '../index/sqlite-key-index.repository';
 import type { JobView, PlannedMove } from './job';
 import { JobEntity } from './job.entity';
 import { JobPlanEntity } from './job-plan.entity';
 
-/** Jobs and dry-run plans in the index database, so they outlive a restart. */
+/** Jobs and dry-run plans in the index database, so they outlive a restart. Failures reject with MkvError(DatabaseError). */
 @Injectable()
 export class JobStore {
   private readonly jobs: Repository<JobEntity>;
@@ -17,22 +18,22 @@ export class JobStore {
   }
 
   async save(view: JobView): Promise<void> {
-    await this.jobs.save({ id: view.id, kind: view.kind, state: view.state, view: JSON.stringify(view), createdAt: Date.parse(view.createdAt) });
+    await guard(this.jobs.save({ id: view.id, kind: view.kind, state: view.state, view: JSON.stringify(view), createdAt: Date.parse(view.createdAt) }));
   }
 
   async load(id: string): Promise<JobView | undefined> {
-    const row = await this.jobs.findOneBy({ id });
+    const row = await guard(this.jobs.findOneBy({ id }));
     return row ? (JSON.parse(row.view) as JobView) : undefined;
   }
 
   async recent(limit: number): Promise<JobView[]> {
-    const rows = await this.jobs.find({ order: { createdAt: 'DESC' }, take: limit });
+    const rows = await guard(this.jobs.find({ order: { createdAt: 'DESC' }, take: limit }));
     return rows.map((row) => JSON.parse(row.view) as JobView);
   }
 
   /** Jobs left queued or running by a server that stopped: they will never finish. */
   async markInterrupted(now: Date): Promise<number> {
-    const rows = await this.jobs.findBy({ state: In(['queued', 'running']) });
+    const rows = await guard(this.jobs.findBy({ state: In(['queued', 'running']) }));
     for (const row of rows) {
       const view = JSON.parse(row.view) as JobView;
       await this.save({ ...view, state: 'interrupted', finishedAt: now.toISOString() });
@@ -42,12 +43,20 @@ export class JobStore {
 
   async appendPlan(jobId: string, firstSeq: number, moves: PlannedMove[]): Promise<void> {
     if (moves.length === 0) return;
-    await this.plans.insert(moves.map((move, i) => ({ jobId, seq: firstSeq + i, entry: JSON.stringify(move) })));
+    await guard(this.plans.insert(moves.map((move, i) => ({ jobId, seq: firstSeq + i, entry: JSON.stringify(move) }))));
   }
 
   /** The plan a page at a time, in order; `after` is the last seq read. */
   async planPage(jobId: string, after: number, limit: number): Promise<{ seq: number; move: PlannedMove }[]> {
-    const rows = await this.plans.find({ where: { jobId, seq: MoreThan(after) }, order: { seq: 'ASC' }, take: limit });
+    const rows = await guard(this.plans.find({ where: { jobId, seq: MoreThan(after) }, order: { seq: 'ASC' }, take: limit }));
     return rows.map((row) => ({ seq: row.seq, move: JSON.parse(row.entry) as PlannedMove }));
+  }
+}
+
+async function guard<T>(query: Promise<T>): Promise<T> {
+  try {
+    return await query;
+  } catch (error) {
+    throw databaseError(error);
   }
 }

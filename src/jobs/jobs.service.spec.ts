@@ -1,4 +1,5 @@
 import { Test, TestingModule } from '@nestjs/testing';
+import { DataSource } from 'typeorm';
 import { MkvError, MkvErrorCode } from '../common/mkv-error';
 import { ConfigModule } from '../config/config.module';
 import { loadConfig } from '../config/load-config';
@@ -143,6 +144,27 @@ describe(JobsService.name, () => {
       expect([error.code, error.message]).toEqual([MkvErrorCode.JobConflict, `a rebuild job is already running: ${first.id}`]);
       await jobs.wait(first.id);
       expect(await jobs.list()).toHaveLength(1);
+    });
+
+    it('a job that cannot be recorded at start rejects with a database error, never runs, and blocks no later job', async () => {
+      // A real fault in the index, not a mock: a trigger refusing new job rows.
+      const dataSource = moduleRef.get(DataSource);
+      await dataSource.query(`CREATE TRIGGER refuse_jobs BEFORE INSERT ON jobs BEGIN SELECT RAISE(ABORT, 'injected failure'); END`);
+      let ran = false;
+      const error = await rejection(
+        jobs.start('rebuild', false, async () => {
+          ran = true;
+        }),
+      );
+      expect(error).toBeInstanceOf(MkvError);
+      expect([error.code, error.message]).toEqual([MkvErrorCode.DatabaseError, 'database error: injected failure']);
+      await dataSource.query('DROP TRIGGER refuse_jobs');
+
+      const next = await jobs.start('rebalance', false, async () => undefined);
+      expect((await jobs.wait(next.id)).state).toBe('succeeded');
+      expect(ran).toBe(false);
+      expect((await jobs.list()).map((job) => [job.kind, job.state])).toEqual([['rebalance', 'succeeded']]);
+      expect(jobs.latestByKind().map((job) => job.kind)).toEqual(['rebalance']);
     });
 
     it('accepts a new job once the previous one finished, whatever its end', async () => {

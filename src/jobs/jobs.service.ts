@@ -44,7 +44,10 @@ export class JobsService implements OnModuleDestroy {
 
   constructor(private readonly store: JobStore) {}
 
-  /** Queues the job and returns at once; the runner goes on in the background. */
+  /**
+   * Queues the job and returns at once; the runner goes on in the background.
+   * A job that cannot be saved rejects (MkvError DatabaseError) and is not started.
+   */
   async start(kind: JobKind, dryRun: boolean, runner: JobRunner): Promise<JobView> {
     const running = [...this.live.values()].find((job) => !TERMINAL_STATES.includes(job.view.state));
     if (running) {
@@ -65,8 +68,14 @@ export class JobsService implements OnModuleDestroy {
     };
     const controller = new AbortController();
     const job: LiveJob = { view, controller, finished: Promise.resolve(view) };
-    this.live.set(view.id, job);
-    await this.store.save(view);
+    this.live.set(view.id, job); // before the save, so a second start meanwhile is refused
+    try {
+      await this.store.save(view);
+    } catch (error) {
+      // Never recorded, never run: forget it, or it would hold every later job off as "already running".
+      this.live.delete(view.id);
+      throw error;
+    }
     job.finished = this.execute(job, runner);
     return structuredClone(view);
   }

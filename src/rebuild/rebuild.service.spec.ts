@@ -146,7 +146,7 @@ describe(RebuildService.name, () => {
 
     it('replaces what the index knew: vanished keys go, what it knew of found keys stays', async () => {
       await store({ key: 'vanished', volumes: [A], size: 3, md5: 'x', state: 'live', createdAt: 1, updatedAt: 2 });
-      await store({ key: 'plain', volumes: [A], size: 11, md5: 'known-md5', state: 'unlinked', createdAt: 5, updatedAt: 6 });
+      await store({ key: 'plain', volumes: placeKey('plain', VOLUMES, REPLICAS), size: 11, md5: 'known-md5', state: 'unlinked', createdAt: 5, updatedAt: 6 });
       await store({ key: 'a/b', volumes: [A], size: 99, md5: 'stale-md5', state: 'live', createdAt: 7, updatedAt: 8 });
       putBlobs(VALUES);
       const run = new RecordingJobRun();

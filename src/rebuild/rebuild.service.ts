@@ -24,7 +24,9 @@ interface Directory {
  * listing is walked, a directory at a time, into a staging index while the
  * serving one keeps answering; replicas are put in placement order; then the
  * staging index is swapped in. Writes made meanwhile win over what was found,
- * and what the old index knew (unlinked state, MD5) is carried over.
+ * and what the old index knew (unlinked state, MD5) is carried over. A copy
+ * on a volume the old index did not list for its key is left out (counted
+ * as skipped, left on the volume) unless none of the known replicas is found.
  */
 @Injectable()
 export class RebuildService {
@@ -41,12 +43,20 @@ export class RebuildService {
     await this.index.beginRebuild();
     try {
       run.phase('listing volumes', this.config.volumes.length);
+      let strays = 0;
       for (const volume of this.config.volumes) {
         if (run.signal.aborted) break;
-        await this.walk(volume, run);
+        strays += await this.walk(volume, run);
         run.advance();
       }
-      if (!run.signal.aborted) await this.orderReplicas(run);
+      if (!run.signal.aborted) {
+        const adopted = await this.index.adoptStrays();
+        for (const { key, volumes } of adopted) {
+          this.logger.warn(`rebuild indexes ${key} on ${volumes.join(', ')}: none of its known replicas was found; its MD5 is unknown`);
+        }
+        run.count('skipped', strays - adopted.reduce((copies, { volumes }) => copies + volumes.length, 0));
+        await this.orderReplicas(run);
+      }
       if (run.signal.aborted) {
         await this.index.abandonRebuild();
         return;
@@ -62,10 +72,18 @@ export class RebuildService {
     }
   }
 
-  /** Depth first, one directory listing streamed at a time. */
-  private async walk(volume: string, run: JobRun): Promise<void> {
+  /** Depth first, one directory listing streamed at a time. Returns how many copies were set aside as strays. */
+  private async walk(volume: string, run: JobRun): Promise<number> {
     const pending: Directory[] = [{ path: '/', prefix: '' }];
     let batch: FoundBlob[] = [];
+    let strays = 0;
+    const stage = async () => {
+      for (const stray of await this.index.stageFound(batch)) {
+        strays += 1;
+        this.logger.warn(`rebuild sets aside ${stray.key} on ${stray.volume}: the index lists the key on other volumes; left on the volume`);
+      }
+      batch = [];
+    };
     while (pending.length > 0 && !run.signal.aborted) {
       const dir = pending.pop()!;
       const atRoot = dir.path === '/';
@@ -89,13 +107,13 @@ export class RebuildService {
         }
         batch.push({ key, volume, size: entry.size ?? 0, mtime: entry.mtime });
         if (batch.length >= BATCH_SIZE) {
-          await this.index.stageFound(batch);
-          batch = [];
+          await stage();
           await yieldToEventLoop();
         }
       }
     }
-    await this.index.stageFound(batch);
+    await stage();
+    return strays;
   }
 
   /** Why a file found on a volume cannot be a key's blob there, if it cannot. */

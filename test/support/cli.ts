@@ -29,11 +29,13 @@ export class ServerProcess {
     readonly url: string,
   ) {}
 
-  static async start(args: string[], port: number, env: NodeJS.ProcessEnv = {}): Promise<ServerProcess> {
+  /** `as`: another user to run it as (the tests run as root, who ignores file modes). */
+  static async start(args: string[], port: number, env: NodeJS.ProcessEnv = {}, as: { uid?: number; gid?: number } = {}): Promise<ServerProcess> {
     requireBuild();
     const child = spawn(MKV_BIN, [...args, 'serve', '--port', String(port), '--host', '127.0.0.1'], {
       stdio: ['ignore', 'pipe', 'pipe'],
       env: { PATH: process.env.PATH, ...env },
+      ...as,
     });
     let output = '';
     child.stdout!.on('data', (d) => (output += d));
