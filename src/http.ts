@@ -4,6 +4,7 @@ import { DocumentBuilder, SwaggerModule } from '@nestjs/swagger';
 import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify';
 import { randomUUID } from 'node:crypto';
 import type { IncomingMessage } from 'node:http';
+import { NEST_START_OPTIONS, startNest } from './common/nest-start';
 import { MkvConfig } from './config/mkv-config';
 import { invalidKey } from './keys/key-path';
 import { MkvLogger } from './logging/mkv-logger';
@@ -71,11 +72,11 @@ export function streamingAdapter(): FastifyAdapter {
 
 /** The server as `mkv serve` runs it: Nest on the streaming adapter, pino logs, the admin API's OpenAPI page. */
 export async function createServer(config: MkvConfig): Promise<NestFastifyApplication> {
-  const app = await NestFactory.create<NestFastifyApplication>(ServerModule.forRoot(config), streamingAdapter(), {
-    bodyParser: false,
-    bufferLogs: true,
-  });
+  const app = await startNest(() =>
+    NestFactory.create<NestFastifyApplication>(ServerModule.forRoot(config), streamingAdapter(), { bodyParser: false, ...NEST_START_OPTIONS }),
+  );
   app.useLogger(app.get(MkvLogger));
+  app.flushLogs();
   const openApi = new DocumentBuilder()
     .setTitle('mkv admin API')
     .setDescription('Jobs (rebuild, rebalance), volume health, readiness and metrics. The key API is described in the README.')

@@ -1,9 +1,10 @@
 import 'reflect-metadata';
 import { Command, CommanderError, Option } from 'commander';
 import { CONFIG_DEFAULTS, ConfigError, ConfigInput, loadConfig } from './config/load-config';
+import { IndexInUseError } from './index/index-in-use.error';
 import { DEFAULT_REBALANCE_CONCURRENCY } from './rebalance/rebalance-defaults';
 
-/** Bad usage exits 2 (as a shell builtin would), failures at run time exit 1. */
+/** Bad usage, or an index another mkv owns, exits 2 (as a shell builtin would); failures at run time exit 1. */
 const EXIT_USAGE = 2;
 
 function buildProgram(): Command {
@@ -78,7 +79,8 @@ async function main(argv: string[]): Promise<void> {
       // Commander has printed its message; help and version are not errors.
       process.exit(error.exitCode === 0 ? 0 : EXIT_USAGE);
     }
-    if (error instanceof ConfigError) {
+    // Both are refusals to start, not failures: nothing has been touched.
+    if (error instanceof ConfigError || error instanceof IndexInUseError) {
       console.error(`mkv: ${error.message}`);
       process.exit(EXIT_USAGE);
     }
