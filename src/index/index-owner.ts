@@ -7,11 +7,11 @@ import { IndexInUseError } from './index-in-use.error';
  * two at once (two would each recover the other's writes in flight and race
  * each other's commits).
  *
- * The lock is SQLite's own, on a small sidecar database `<db>.lock`: a
- * connection in exclusive locking mode keeps the write lock it took until it
- * closes, and the kernel drops that lock (a POSIX fcntl lock) when the process
- * dies, so a `kill -9` never leaves the index locked. The index itself is not
- * opened in exclusive mode: operators' sqlite3 shells must still read it.
+ * The lock is SQLite's own, on an empty sidecar database `<db>.lock`: an
+ * exclusive transaction held open for the process's life. The kernel drops
+ * that lock (a POSIX fcntl lock) when the process dies, so a `kill -9` never
+ * leaves the index locked. The index itself is not locked so: operators'
+ * sqlite3 shells must still read it.
  * The owner's pid is in `<db>.pid`, only to name it in the refusal; a stale
  * pid file locks nothing. The lock file is never deleted: a process that had
  * opened it could otherwise lock a file nobody else sees.
@@ -27,8 +27,7 @@ export class IndexOwner {
     if (db === ':memory:') return new IndexOwner(undefined, undefined);
     const lock = new Database(`${db}.lock`, { timeout: 0 });
     try {
-      lock.pragma('locking_mode = EXCLUSIVE');
-      lock.pragma('user_version = 1'); // the first write takes the lock, kept until close
+      lock.exec('BEGIN EXCLUSIVE'); // never committed: the lock lasts until the connection closes
     } catch (error) {
       lock.close();
       if ((error as { code?: string }).code === 'SQLITE_BUSY') throw new IndexInUseError(db, readPid(`${db}.pid`));
