@@ -12,6 +12,15 @@ import { ServerModule } from './server.module';
 
 const UNLINK = Symbol('mkv.unlink');
 
+/**
+ * The signals that stop the server gracefully. Not Nest's default list: it
+ * includes the fault signals (SIGBUS, SIGSEGV, ...), and a handler that
+ * returns re-runs the faulting instruction, so a SIGBUS from the index's
+ * memory-mapped -shm (made immutable under the server) spun forever instead
+ * of ending the process.
+ */
+const SHUTDOWN_SIGNALS = ['SIGHUP', 'SIGINT', 'SIGQUIT', 'SIGTERM', 'SIGUSR2'] as const;
+
 /** True for a request that arrived as minikeyvalue's UNLINK method. */
 export function isUnlinkRequest(raw: IncomingMessage): boolean {
   return (raw as IncomingMessage & { [UNLINK]?: boolean })[UNLINK] === true;
@@ -82,6 +91,6 @@ export async function createServer(config: MkvConfig): Promise<NestFastifyApplic
     .setDescription('Jobs (rebuild, rebalance), volume health, readiness and metrics. The key API is described in the README.')
     .build();
   SwaggerModule.setup('_admin/docs', app, () => SwaggerModule.createDocument(app, openApi));
-  app.enableShutdownHooks();
+  app.enableShutdownHooks([...SHUTDOWN_SIGNALS]);
   return app;
 }
