@@ -6,6 +6,8 @@ import { DEFAULT_REBALANCE_CONCURRENCY } from './rebalance/rebalance-defaults';
 
 /** Bad usage, or an index another mkv owns, exits 2 (as a shell builtin would); failures at run time exit 1. */
 const EXIT_USAGE = 2;
+/** How often the server checks that its index files can still be written. */
+const INDEX_WATCH_MS = 1000;
 
 function buildProgram(): Command {
   const program = new Command('mkv')
@@ -30,15 +32,25 @@ function buildProgram(): Command {
     .action(async (options: ConfigInput, command: Command) => {
       const config = loadConfig({ ...command.parent!.opts<ConfigInput>(), ...options }, process.env);
       // Loaded here, not at the top, so --help and bad options answer without booting Nest.
-      const [{ createServer }, { MkvLogger }] = await Promise.all([import('./http'), import('./logging/mkv-logger')]);
+      const [{ createServer }, { MkvLogger }, { IndexOwner }] = await Promise.all([
+        import('./http'),
+        import('./logging/mkv-logger'),
+        import('./index/index-owner'),
+      ]);
       const app = await createServer(config);
       await app.listen(config.port, config.host);
       const address = app.getHttpServer().address();
       const port = typeof address === 'object' && address ? address.port : config.port;
-      app.get(MkvLogger).log(
+      const logger = app.get(MkvLogger);
+      logger.log(
         `mkv listening on http://${config.host}:${port} (index ${config.db}, ${config.volumes.length} volumes, ${config.replicas} replicas)`,
         'mkv',
       );
+      // Not a graceful stop: the writes it would wait for cannot commit. Stopping here is a crash the index recovers from.
+      app.get(IndexOwner).watchWritable(INDEX_WATCH_MS, (file, error) => {
+        logger.fatal(`index file ${file} is no longer writable (${error.code}): stopping`, 'mkv');
+        process.exit(1);
+      });
     });
   program
     .command('rebuild')

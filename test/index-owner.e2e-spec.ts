@@ -1,9 +1,13 @@
 import Database from 'better-sqlite3';
+import { spawnSync } from 'node:child_process';
+import { closeSync, fsyncSync, mkdtempSync, openSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { KEY_INDEX, KeyIndex } from '../src/index/key-index';
 import { runMkv, ServerProcess } from './support/cli';
 import { http, keyUrl } from './support/http';
 import { readIndexRows } from './support/index-rows';
+import { pollUntil } from './support/poll-until';
 import { TestServer } from './support/server';
 import { freePort, stopServerAndVolumes, TestVolumes } from './support/volumes';
 
@@ -46,6 +50,22 @@ function rebuildStaging(db: string): string[] {
       (row) => row.name,
     ),
   );
+}
+
+function chattr(flag: '+i' | '-i', files: string[]): boolean {
+  return spawnSync('chattr', [flag, ...files], { stdio: 'ignore' }).status === 0;
+}
+
+/** chattr needs root and a file system with the immutable flag (ext4, xfs, btrfs: not tmpfs or overlay). */
+function immutableFlagWorks(): boolean {
+  const dir = mkdtempSync(join(tmpdir(), 'mkv-chattr-'));
+  const probe = join(dir, 'probe');
+  writeFileSync(probe, '');
+  try {
+    return chattr('+i', [probe]) && chattr('-i', [probe]);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 }
 
 /** One mkv process owns an index file: issue 10's second server on the same -d corrupted the index. */
@@ -154,5 +174,50 @@ describe('one owner per index file', () => {
     } finally {
       await stopServerAndVolumes(server, volumes);
     }
+  });
+
+  // Issue 10: `chattr +i` on the index files under a running server made it spin on SIGBUS, logging nothing.
+  (immutableFlagWorks() ? describe : describe.skip)('an index made immutable under a running server (needs chattr)', () => {
+    let volumes: TestVolumes;
+    let server: ServerProcess | undefined;
+    let files: string[];
+
+    beforeEach(async () => {
+      volumes = await TestVolumes.start(2);
+      const db = join(volumes.root, 'index', 'index.db');
+      files = [db, `${db}-wal`, `${db}-shm`];
+      server = await ServerProcess.start(['-d', db, '-v', volumes.urls.join(','), '-r', '2'], await freePort());
+      expect((await http('PUT', keyUrl(server.url, 'before/immutable'), { body: 'x' })).status).toBe(201);
+    });
+    afterEach(async () => {
+      chattr('-i', files); // or the temp dir cannot be removed
+      await stopServerAndVolumes(server, volumes);
+    });
+
+    const exited = (child: ServerProcess['child']) =>
+      pollUntil(() => (child.exitCode !== null || child.signalCode !== null ? { code: child.exitCode, signal: child.signalCode } : undefined), {
+        timeoutMs: 10_000,
+        what: 'the server to exit',
+      });
+
+    it('logs one fatal line naming the file and exits 1', async () => {
+      expect(chattr('+i', files)).toBe(true);
+      expect(await exited(server!.child)).toEqual({ code: 1, signal: null });
+      const fatal = server!.output.split('\n').filter((line) => line.includes('"level":60'));
+      expect(fatal).toHaveLength(1);
+      expect(JSON.parse(fatal[0]).msg).toMatch(/^index file .*index\.db(-wal|-shm)? is no longer writable \(EPERM\): stopping$/);
+    });
+
+    it('a write faulting on the memory-mapped -shm (SIGBUS) ends the process instead of spinning', async () => {
+      expect(chattr('+i', files)).toBe(true);
+      // Written back, the -shm's pages fault on the next write into them (ext4 refuses it for an immutable file).
+      const shm = openSync(files[2], 'r');
+      fsyncSync(shm);
+      closeSync(shm);
+      void http('PUT', keyUrl(server!.url, 'after/immutable'), { body: 'y' }).catch(() => undefined);
+      // Killed by SIGBUS, or stopped by the check first if it ran in between: either way, gone and not zero.
+      const { code, signal } = await exited(server!.child);
+      expect(signal === 'SIGBUS' || code === 1).toBe(true);
+    });
   });
 });

@@ -1,5 +1,5 @@
 import Database from 'better-sqlite3';
-import { readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { accessSync, constants, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { IndexInUseError } from './index-in-use.error';
 
 /**
@@ -17,14 +17,17 @@ import { IndexInUseError } from './index-in-use.error';
  * opened it could otherwise lock a file nobody else sees.
  */
 export class IndexOwner {
+  private watch: NodeJS.Timeout | undefined;
+
   private constructor(
     private lock: Database.Database | undefined,
+    private readonly db: string,
     private readonly pidFile: string | undefined,
   ) {}
 
   /** Takes the index for this process, or throws IndexInUseError at once. An in-memory index needs no lock. */
   static claim(db: string): IndexOwner {
-    if (db === ':memory:') return new IndexOwner(undefined, undefined);
+    if (db === ':memory:') return new IndexOwner(undefined, db, undefined);
     const lock = new Database(`${db}.lock`, { timeout: 0 });
     try {
       lock.exec('BEGIN EXCLUSIVE'); // never committed: the lock lasts until the connection closes
@@ -36,11 +39,39 @@ export class IndexOwner {
     const pidFile = `${db}.pid`;
     writeFileSync(`${pidFile}.tmp`, `${process.pid}\n`);
     renameSync(`${pidFile}.tmp`, pidFile); // a reader sees the old pid or the new one, never half of one
-    return new IndexOwner(lock, pidFile);
+    return new IndexOwner(lock, db, pidFile);
+  }
+
+  /**
+   * Checks every `everyMs` that the index's files can still be written, and
+   * calls `onLost` once when one cannot: made immutable (chattr +i) or its
+   * file system remounted read-only. SQLite does not say so in time: a
+   * checkpoint into the index fails silently, and the next write to a page
+   * of its memory-mapped -shm that the kernel has written back faults with
+   * SIGBUS, which kills the process with nothing logged. The kernel writes
+   * dirty pages back only every few seconds, so this check usually sees it
+   * first.
+   */
+  watchWritable(everyMs: number, onLost: (file: string, error: NodeJS.ErrnoException) => void): void {
+    if (!this.lock) return;
+    const files = [this.db, `${this.db}-wal`, `${this.db}-shm`];
+    this.watch = setInterval(() => {
+      for (const file of files) {
+        try {
+          accessSync(file, constants.W_OK);
+        } catch (error) {
+          if ((error as NodeJS.ErrnoException).code === 'ENOENT') continue; // -wal and -shm come and go
+          clearInterval(this.watch);
+          onLost(file, error as NodeJS.ErrnoException);
+          return;
+        }
+      }
+    }, everyMs).unref(); // never what keeps the process up
   }
 
   /** Lets the next process have the index. The pid file goes first, while it is still ours to remove. */
   release(): void {
+    clearInterval(this.watch);
     if (!this.lock) return;
     rmSync(this.pidFile!, { force: true });
     this.lock.close();
