@@ -1,10 +1,13 @@
 import 'reflect-metadata';
 import { Command, CommanderError, Option } from 'commander';
 import { CONFIG_DEFAULTS, ConfigError, ConfigInput, loadConfig } from './config/load-config';
+import { IndexInUseError } from './index/index-in-use.error';
 import { DEFAULT_REBALANCE_CONCURRENCY } from './rebalance/rebalance-defaults';
 
-/** Bad usage exits 2 (as a shell builtin would), failures at run time exit 1. */
+/** Bad usage, or an index another mkv owns, exits 2 (as a shell builtin would); failures at run time exit 1. */
 const EXIT_USAGE = 2;
+/** How often the server checks that its index files can still be written. */
+const INDEX_WATCH_MS = 1000;
 
 function buildProgram(): Command {
   const program = new Command('mkv')
@@ -29,15 +32,25 @@ function buildProgram(): Command {
     .action(async (options: ConfigInput, command: Command) => {
       const config = loadConfig({ ...command.parent!.opts<ConfigInput>(), ...options }, process.env);
       // Loaded here, not at the top, so --help and bad options answer without booting Nest.
-      const [{ createServer }, { MkvLogger }] = await Promise.all([import('./http'), import('./logging/mkv-logger')]);
+      const [{ createServer }, { MkvLogger }, { IndexOwner }] = await Promise.all([
+        import('./http'),
+        import('./logging/mkv-logger'),
+        import('./index/index-owner'),
+      ]);
       const app = await createServer(config);
       await app.listen(config.port, config.host);
       const address = app.getHttpServer().address();
       const port = typeof address === 'object' && address ? address.port : config.port;
-      app.get(MkvLogger).log(
+      const logger = app.get(MkvLogger);
+      logger.log(
         `mkv listening on http://${config.host}:${port} (index ${config.db}, ${config.volumes.length} volumes, ${config.replicas} replicas)`,
         'mkv',
       );
+      // Not a graceful stop: the writes it would wait for cannot commit. Stopping here is a crash the index recovers from.
+      app.get(IndexOwner).watchWritable(INDEX_WATCH_MS, (file, error) => {
+        logger.fatal(`index file ${file} is no longer writable (${error.code}): stopping`, 'mkv');
+        process.exit(1);
+      });
     });
   program
     .command('rebuild')
@@ -78,7 +91,8 @@ async function main(argv: string[]): Promise<void> {
       // Commander has printed its message; help and version are not errors.
       process.exit(error.exitCode === 0 ? 0 : EXIT_USAGE);
     }
-    if (error instanceof ConfigError) {
+    // Both are refusals to start, not failures: nothing has been touched.
+    if (error instanceof ConfigError || error instanceof IndexInUseError) {
       console.error(`mkv: ${error.message}`);
       process.exit(EXIT_USAGE);
     }

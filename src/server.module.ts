@@ -1,4 +1,4 @@
-import { DynamicModule, Logger, Module, OnApplicationBootstrap } from '@nestjs/common';
+import { DynamicModule, Inject, Logger, Module, OnApplicationBootstrap } from '@nestjs/common';
 import { APP_FILTER } from '@nestjs/core';
 import { ScheduleModule } from '@nestjs/schedule';
 import { TerminusModule } from '@nestjs/terminus';
@@ -8,6 +8,7 @@ import { MkvConfig } from './config/mkv-config';
 import { CoreModule } from './core.module';
 import { HealthChecker } from './health/health-checker.service';
 import { HealthController } from './health/health.controller';
+import { KEY_INDEX, KeyIndex } from './index/key-index';
 import { MetricsController } from './metrics/metrics.controller';
 import { MetricsModule } from './metrics/metrics.module';
 import { JobsService } from './jobs/jobs.service';
@@ -25,17 +26,20 @@ export class ServerModule implements OnApplicationBootstrap {
     private readonly writer: KeyWriter,
     private readonly keys: KeysService,
     private readonly jobs: JobsService,
+    @Inject(KEY_INDEX) private readonly index: KeyIndex,
   ) {}
 
   /**
-   * Only the server cleans up after a previous process: a CLI job run beside
-   * a live server must not rename uploads the server is handling, nor call
-   * its running jobs interrupted. Interrupted writes are finished before it
-   * listens (the index already names their new values). Undone blob deletes
-   * are retried in the background: they may wait on a volume that is still
-   * down, and every one takes its key's lock.
+   * The index is this process's alone (IndexOwner), so whatever it holds half
+   * done is a dead process's, and the server finishes or clears it: a
+   * rebuild's staging (its triggers would otherwise note every write until
+   * the next rebuild), interrupted writes (finished before it listens: the
+   * index already names their new values) and jobs. Undone blob deletes are
+   * retried in the background: they may wait on a volume that is still down,
+   * and every one takes its key's lock.
    */
   async onApplicationBootstrap(): Promise<void> {
+    await this.index.abandonRebuild();
     await this.writer.recoverPendingWrites();
     await this.jobs.markInterrupted();
     void this.keys

@@ -1,6 +1,8 @@
 import { NestFactory } from '@nestjs/core';
+import { NEST_START_OPTIONS, startNest } from '../common/nest-start';
 import type { MkvConfig } from '../config/mkv-config';
 import { CoreModule } from '../core.module';
+import { IndexInUseError } from '../index/index-in-use.error';
 import type { JobKind, JobView } from '../jobs/job';
 import { JobsService } from '../jobs/jobs.service';
 import { RebalanceService } from '../rebalance/rebalance.service';
@@ -14,10 +16,17 @@ const BAR_EVERY_MS = 200;
  * API uses, reporting progress on stderr (a bar on a terminal, a line every
  * few seconds otherwise) and a summary on stdout. Resolves with the exit
  * code: 0 when every key succeeded, 1 otherwise. Ctrl-C cancels at the next
- * safe point.
+ * safe point. Throws IndexInUseError while another mkv (a server) owns the index.
  */
 export async function runJob(config: MkvConfig, kind: JobKind, options: { dryRun?: boolean; concurrency?: number } = {}): Promise<number> {
-  const app = await NestFactory.createApplicationContext(CoreModule.forRoot(config), { logger: ['warn', 'error'] });
+  const app = await startNest(() =>
+    NestFactory.createApplicationContext(CoreModule.forRoot(config), { logger: ['warn', 'error'], ...NEST_START_OPTIONS }),
+  ).catch((error: unknown) => {
+    // The server owns the index while it runs; its admin API runs the same job.
+    if (error instanceof IndexInUseError) throw new IndexInUseError(error.db, error.ownerPid, `use POST /_admin/${kind} on the running server instead`);
+    throw error;
+  });
+  app.flushLogs();
   try {
     const jobs = app.get(JobsService);
     const runner =

@@ -1,8 +1,10 @@
-import { Module } from '@nestjs/common';
-import { TypeOrmModule } from '@nestjs/typeorm';
+import { Module, OnApplicationShutdown } from '@nestjs/common';
+import { InjectDataSource, TypeOrmModule } from '@nestjs/typeorm';
 import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
+import { DataSource } from 'typeorm';
 import { MkvConfig } from '../config/mkv-config';
+import { IndexOwner } from './index-owner';
 import { KEY_INDEX } from './key-index';
 import { KeyEntity } from './key.entity';
 import { JobEntity } from '../jobs/job.entity';
@@ -15,12 +17,30 @@ import { UsageUpsertTriggers1764100000000 } from './migrations/1764100000000-usa
 import { SqliteKeyIndex } from './sqlite-key-index.repository';
 import { WriteIntentEntity } from './write-intent.entity';
 
+/** The claim on the index file, taken before TypeORM opens it (see IndexModule for its release). */
 @Module({
-  imports: [
-    TypeOrmModule.forRootAsync({
+  providers: [
+    {
+      provide: IndexOwner,
       inject: [MkvConfig],
       useFactory: (config: MkvConfig) => {
         if (config.db !== ':memory:') mkdirSync(dirname(config.db), { recursive: true });
+        return IndexOwner.claim(config.db);
+      },
+    },
+  ],
+  exports: [IndexOwner],
+})
+class IndexOwnerModule {}
+
+@Module({
+  imports: [
+    IndexOwnerModule,
+    TypeOrmModule.forRootAsync({
+      imports: [IndexOwnerModule],
+      // The owner is injected only to be claimed first: no migration or recovery runs on an index another process owns.
+      inject: [MkvConfig, IndexOwner],
+      useFactory: (config: MkvConfig) => {
         return {
           type: 'better-sqlite3' as const,
           database: config.db,
@@ -32,7 +52,7 @@ import { WriteIntentEntity } from './write-intent.entity';
           prepareDatabase: (db: { pragma(source: string): unknown }) => {
             // No fsync per commit: a power cut can lose the last commits, never corrupts.
             db.pragma('synchronous = NORMAL');
-            // A CLI job or a second reader on the same file waits instead of failing.
+            // A reader beside the owner (an operator's sqlite3 shell) waits instead of failing.
             db.pragma('busy_timeout = 5000');
           },
         };
@@ -42,4 +62,20 @@ import { WriteIntentEntity } from './write-intent.entity';
   providers: [{ provide: KEY_INDEX, useClass: SqliteKeyIndex }],
   exports: [KEY_INDEX],
 })
-export class IndexModule {}
+export class IndexModule implements OnApplicationShutdown {
+  constructor(
+    @InjectDataSource() private readonly dataSource: DataSource,
+    private readonly owner: IndexOwner,
+  ) {}
+
+  /**
+   * The claim outlives the connection: the next process must not open the
+   * index while this one may still commit. TypeORM would close it only after
+   * this hook (its module is global, so Nest shuts it down last), and then
+   * finds it closed.
+   */
+  async onApplicationShutdown(): Promise<void> {
+    if (this.dataSource.isInitialized) await this.dataSource.destroy();
+    this.owner.release();
+  }
+}

@@ -27,7 +27,13 @@ export class ServerProcess {
   private constructor(
     readonly child: ChildProcess,
     readonly url: string,
+    private readonly captured: { text: string },
   ) {}
+
+  /** Everything it has written to stdout and stderr so far. */
+  get output(): string {
+    return this.captured.text;
+  }
 
   /** `as`: another user to run it as (the tests run as root, who ignores file modes). */
   static async start(args: string[], port: number, env: NodeJS.ProcessEnv = {}, as: { uid?: number; gid?: number } = {}): Promise<ServerProcess> {
@@ -37,14 +43,14 @@ export class ServerProcess {
       env: { PATH: process.env.PATH, ...env },
       ...as,
     });
-    let output = '';
-    child.stdout!.on('data', (d) => (output += d));
-    child.stderr!.on('data', (d) => (output += d));
-    await pollUntil(() => (output.includes('mkv listening') ? true : child.exitCode !== null ? fail(output) : undefined), {
+    const captured = { text: '' };
+    child.stdout!.on('data', (d) => (captured.text += d));
+    child.stderr!.on('data', (d) => (captured.text += d));
+    await pollUntil(() => (captured.text.includes('mkv listening') ? true : child.exitCode !== null ? fail(captured.text) : undefined), {
       timeoutMs: 15_000,
       what: 'mkv serve to listen',
     });
-    return new ServerProcess(child, `http://127.0.0.1:${port}`);
+    return new ServerProcess(child, `http://127.0.0.1:${port}`, captured);
   }
 
   /** Resident set size now, and its peak so far, in bytes (from /proc). */

@@ -1,0 +1,23 @@
+import { Logger } from '@nestjs/common';
+import { IndexInUseError } from '../index/index-in-use.error';
+
+/**
+ * Options for creating the app or a CLI job's context: Nest's start-up logs
+ * are held back and a start-up error is thrown to the caller, not logged and
+ * turned into exit 1 by Nest. The caller flushes the logs once it has started.
+ */
+export const NEST_START_OPTIONS = { bufferLogs: true, autoFlushLogs: false, abortOnError: false } as const;
+
+/**
+ * Runs `create` (built with NEST_START_OPTIONS). A refusal to start because
+ * another mkv owns the index stays the one line main.ts prints; any other
+ * failure shows what Nest logged on the way, stack included.
+ */
+export async function startNest<T>(create: () => Promise<T>): Promise<T> {
+  try {
+    return await create();
+  } catch (error) {
+    if (!(error instanceof IndexInUseError)) Logger.flush();
+    throw error;
+  }
+}
