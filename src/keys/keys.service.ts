@@ -44,7 +44,7 @@ export class KeysService {
       throw new MkvError(MkvErrorCode.CorruptRecord, `corrupt record for key ${key}: no volumes`);
     }
     // Health comes from the background probes: no request to a volume here.
-    const volume = this.health.firstUp(record.volumes);
+    const volume = this.health.readableReplica(record.volumes);
     if (volume === undefined) throw new MkvError(MkvErrorCode.NoHealthyVolume, `no healthy volume for key ${key}`);
     return { url: this.placement.blobUrl(key, volume), record };
   }
