@@ -1,4 +1,4 @@
-import { DynamicModule, Logger, Module, OnApplicationBootstrap } from '@nestjs/common';
+import { DynamicModule, Module, OnApplicationBootstrap } from '@nestjs/common';
 import { APP_FILTER } from '@nestjs/core';
 import { ScheduleModule } from '@nestjs/schedule';
 import { TerminusModule } from '@nestjs/terminus';
@@ -14,16 +14,14 @@ import { JobsService } from './jobs/jobs.service';
 import { KeyWriter } from './keys/key-writer.service';
 import { LoggingModule } from './logging/logging.module';
 import { KeysController } from './keys/keys.controller';
-import { KeysService } from './keys/keys.service';
+import { DeleteRetrier } from './keys/delete-retrier.service';
 
 /** The HTTP server: the core plus controllers, the volume probes, metrics and the one exception filter. */
 @Module({})
 export class ServerModule implements OnApplicationBootstrap {
-  private readonly logger = new Logger(ServerModule.name);
-
   constructor(
     private readonly writer: KeyWriter,
-    private readonly keys: KeysService,
+    private readonly deletes: DeleteRetrier,
     private readonly jobs: JobsService,
   ) {}
 
@@ -32,15 +30,14 @@ export class ServerModule implements OnApplicationBootstrap {
    * a live server must not rename uploads the server is handling, nor call
    * its running jobs interrupted. Interrupted writes are finished before it
    * listens (the index already names their new values). Undone blob deletes
-   * are retried in the background: they may wait on a volume that is still
-   * down, and every one takes its key's lock.
+   * are retried in the background (and again whenever a volume comes back
+   * up, and every minute): they may wait on a volume that is still down, and
+   * every one takes its key's lock.
    */
   async onApplicationBootstrap(): Promise<void> {
     await this.writer.recoverPendingWrites();
     await this.jobs.markInterrupted();
-    void this.keys
-      .retryPendingDeletes()
-      .catch((error) => this.logger.warn(`retrying undone deletes failed: ${(error as Error).message}`));
+    this.deletes.retry();
   }
 
   static forRoot(config: MkvConfig): DynamicModule {
@@ -48,7 +45,7 @@ export class ServerModule implements OnApplicationBootstrap {
       module: ServerModule,
       imports: [CoreModule.forRoot(config), LoggingModule, ScheduleModule.forRoot(), TerminusModule, MetricsModule],
       controllers: [AdminController, HealthController, MetricsController, KeysController],
-      providers: [HealthChecker, { provide: APP_FILTER, useClass: MkvExceptionFilter }],
+      providers: [HealthChecker, DeleteRetrier, { provide: APP_FILTER, useClass: MkvExceptionFilter }],
     };
   }
 }
