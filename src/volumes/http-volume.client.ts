@@ -111,11 +111,16 @@ export class HttpVolumeClient implements VolumeClient, OnApplicationShutdown {
     await Promise.all(dispatchers.map((dispatcher) => (dispatcher.closed || dispatcher.destroyed ? undefined : dispatcher.close())));
   }
 
-  /** One connection per volume, for probes only; every phase of the exchange is bounded by the probe's timeout. */
+  /**
+   * One connection per volume, for probes only. The probe's deadline bounds
+   * the whole exchange; undici's own timeouts are only a backstop, set past
+   * it because they cannot tell a late timer from a slow volume.
+   */
   private probeClient(volume: string, timeoutMs: number): Client {
     let client = this.probeClients.get(volume);
     if (client === undefined) {
-      client = new Client(volume, { connect: { timeout: timeoutMs }, headersTimeout: timeoutMs, bodyTimeout: timeoutMs });
+      const backstopMs = 2 * timeoutMs;
+      client = new Client(volume, { connect: { timeout: backstopMs }, headersTimeout: backstopMs, bodyTimeout: backstopMs });
       this.probeClients.set(volume, client);
     }
     return client;
