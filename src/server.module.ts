@@ -1,4 +1,4 @@
-import { DynamicModule, Inject, Logger, Module, OnApplicationBootstrap } from '@nestjs/common';
+import { DynamicModule, Inject, Module, OnApplicationBootstrap } from '@nestjs/common';
 import { APP_FILTER } from '@nestjs/core';
 import { ScheduleModule } from '@nestjs/schedule';
 import { TerminusModule } from '@nestjs/terminus';
@@ -15,16 +15,14 @@ import { JobsService } from './jobs/jobs.service';
 import { KeyWriter } from './keys/key-writer.service';
 import { LoggingModule } from './logging/logging.module';
 import { KeysController } from './keys/keys.controller';
-import { KeysService } from './keys/keys.service';
+import { DeleteRetrier } from './keys/delete-retrier.service';
 
 /** The HTTP server: the core plus controllers, the volume probes, metrics and the one exception filter. */
 @Module({})
 export class ServerModule implements OnApplicationBootstrap {
-  private readonly logger = new Logger(ServerModule.name);
-
   constructor(
     private readonly writer: KeyWriter,
-    private readonly keys: KeysService,
+    private readonly deletes: DeleteRetrier,
     private readonly jobs: JobsService,
     @Inject(KEY_INDEX) private readonly index: KeyIndex,
   ) {}
@@ -35,16 +33,15 @@ export class ServerModule implements OnApplicationBootstrap {
    * rebuild's staging (its triggers would otherwise note every write until
    * the next rebuild), interrupted writes (finished before it listens: the
    * index already names their new values) and jobs. Undone blob deletes are
-   * retried in the background: they may wait on a volume that is still down,
-   * and every one takes its key's lock.
+   * retried in the background (and again whenever a volume comes back up,
+   * and every minute): they may wait on a volume that is still down, and
+   * every one takes its key's lock.
    */
   async onApplicationBootstrap(): Promise<void> {
     await this.index.abandonRebuild();
     await this.writer.recoverPendingWrites();
     await this.jobs.markInterrupted();
-    void this.keys
-      .retryPendingDeletes()
-      .catch((error) => this.logger.warn(`retrying undone deletes failed: ${(error as Error).message}`));
+    this.deletes.retry();
   }
 
   static forRoot(config: MkvConfig): DynamicModule {
@@ -52,7 +49,7 @@ export class ServerModule implements OnApplicationBootstrap {
       module: ServerModule,
       imports: [CoreModule.forRoot(config), LoggingModule, ScheduleModule.forRoot(), TerminusModule, MetricsModule],
       controllers: [AdminController, HealthController, MetricsController, KeysController],
-      providers: [HealthChecker, { provide: APP_FILTER, useClass: MkvExceptionFilter }],
+      providers: [HealthChecker, DeleteRetrier, { provide: APP_FILTER, useClass: MkvExceptionFilter }],
     };
   }
 }

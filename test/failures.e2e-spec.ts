@@ -7,7 +7,7 @@ import { placeKey } from '../src/hashing/rendezvous';
 import { JobView, TERMINAL_STATES } from '../src/jobs/job';
 import { holdWriteLock } from './support/hold-write-lock';
 import { http, keyUrl, md5 } from './support/http';
-import { readIndexRows } from './support/index-rows';
+import { readIndexRows, readPendingDeleteKeys } from './support/index-rows';
 import { pollUntil } from './support/poll-until';
 import { TestServer } from './support/server';
 import { GeneratedBody } from './support/streams';
@@ -241,6 +241,30 @@ describe('failures', () => {
     });
     for (const volume of volumes.list) expect(volume.has(key)).toBe(false);
     expect((await http('HEAD', keyUrl(server.url, key))).status).toBe(404);
+  });
+
+  /*
+   * Issue 10: a blob delete a down volume could not do was retried only at the
+   * next start, so its file kept holding the key's path (`PUT k/child`: 409)
+   * until a restart. It is retried when the volume comes back up.
+   */
+  it('a DELETE while a replica is down is finished when the volume comes back up: the path is free again without a restart', async () => {
+    const key = 'undone/k';
+    expect((await put(key, 'old')).status).toBe(201);
+    const [down, other] = replicasOf(key);
+    await down.stop();
+    await server.settleHealth(); // the probes find it down (refused)
+    expect((await http('DELETE', keyUrl(server.url, key))).status).toBe(204);
+    expect([down.has(key), other.has(key)]).toEqual([true, false]);
+    expect(readPendingDeleteKeys(server.dbPath)).toEqual([key]);
+
+    await down.start();
+    await server.settleHealth(); // two good probes: back up, which starts a retry in the background
+    await pollUntil(() => (readPendingDeleteKeys(server.dbPath).length === 0 ? true : undefined), { what: 'the undone delete to be retried' });
+    expect(down.has(key)).toBe(false);
+    const child = await put(`${key}/child`, 'new');
+    expect(child.status).toBe(201);
+    for (const volume of replicasOf(`${key}/child`)) expect(volume.read(`${key}/child`).toString()).toBe('new');
   });
 
   it('a crash between recording a write and renaming its uploads is finished at the next start', async () => {

@@ -1,4 +1,5 @@
 import { chmodSync, chownSync, mkdirSync, readdirSync } from 'node:fs';
+import { connect, Socket } from 'node:net';
 import { join } from 'node:path';
 import { placeKey } from '../src/hashing/rendezvous';
 import { ServerProcess } from './support/cli';
@@ -20,12 +21,30 @@ describe('volume health', () => {
   });
   afterAll(() => stopServerAndVolumes(server, volumes));
   afterEach(async () => {
+    for (const volume of volumes.list) volume.resume();
     for (const volume of volumes.list) await volume.start();
     await pollUntil(async () => ((await volumeStates()).every((s) => s === 'up') ? true : undefined), { what: 'all volumes up' });
   });
 
-  const volumeStates = async () =>
-    (JSON.parse((await http('GET', `${server.url}/_admin/volumes`)).text).volumes as { state: string }[]).map((v) => v.state);
+  interface VolumeReport {
+    url: string;
+    state: string;
+    lastCheckAt: string | null;
+    lastError: string | null;
+    consecutiveFailures: number;
+  }
+  const volumeReports = async () => JSON.parse((await http('GET', `${server.url}/_admin/volumes`)).text).volumes as VolumeReport[];
+  const volumeStates = async () => (await volumeReports()).map((v) => v.state);
+  /** Waits until every volume has been probed `rounds` more times (its lastCheckAt moved on each time). */
+  const everyVolumeProbed = async (rounds: number, timeoutMs: number) => {
+    for (let round = 0; round < rounds; round++) {
+      const before = new Map((await volumeReports()).map((v) => [v.url, v.lastCheckAt]));
+      await pollUntil(async () => ((await volumeReports()).every((v) => v.lastCheckAt !== before.get(v.url)) ? true : undefined), {
+        what: `every volume's lastCheckAt to move (round ${round + 1} of ${rounds})`,
+        timeoutMs,
+      });
+    }
+  };
   const stateOf = async (url: string) =>
     (JSON.parse((await http('GET', `${server.url}/_admin/volumes`)).text).volumes as { url: string; state: string }[]).find((v) => v.url === url)!
       .state;
@@ -77,7 +96,7 @@ describe('volume health', () => {
     if (firstOnDown) expect((await http('GET', keyUrl(server.url, firstOnDown))).headers.location.startsWith(down.url)).toBe(true);
   });
 
-  it('answers 503 "no healthy volume" for a key whose replicas are all down, and HEAD still from the index', async () => {
+  it('answers 503 "no healthy volume" for a key whose replicas are all down (refused: dead), and HEAD still from the index', async () => {
     const key = 'health/both-down';
     await http('PUT', keyUrl(server.url, key), { body: 'value' });
     const replicas = placeKey(key, volumes.urls, 2).map((url) => volumes.byUrl(url));
@@ -85,6 +104,9 @@ describe('volume health', () => {
     await pollUntil(async () => ((await Promise.all(replicas.map((v) => stateOf(v.url)))).every((s) => s === 'down') ? true : undefined), {
       what: 'both replicas down',
     });
+    for (const report of (await volumeReports()).filter((v) => replicas.some((r) => r.url === v.url))) {
+      expect(report.lastError).toMatch(/ECONNREFUSED/);
+    }
     const res = await http('GET', keyUrl(server.url, key));
     expect(res.status).toBe(503);
     expect(res.text).toBe(`no healthy volume for key ${key}`);
@@ -146,6 +168,79 @@ describe('volume health', () => {
     } finally {
       await readOnly.stop();
     }
+  });
+
+  /*
+   * Issue 10: clients that start a PUT and stop filled one volume's 512-connection
+   * data pool; the probe of that volume waited for a pooled connection (its
+   * timeout did not cover the wait) and the round of probes waited for it, so
+   * lastCheckAt froze for every volume and the stuck one stayed up. Probes now
+   * have their own connection and each volume its own schedule.
+   */
+  it('keeps probing every volume while stalled uploads hold all of one volume\'s data connections', async () => {
+    const [stuck] = volumes.list;
+    const keys = Array.from({ length: 2000 }, (_, i) => `stall/${i}`)
+      .filter((key) => placeKey(key, volumes.urls, 2).includes(stuck.url))
+      .slice(0, 530);
+    expect(keys).toHaveLength(530);
+    const head = (key: string) =>
+      `PUT /${key} HTTP/1.1\r\nhost: mkv\r\ncontent-type: application/octet-stream\r\ncontent-length: ${1 << 20}\r\n\r\n`;
+    const sockets: Socket[] = [];
+    try {
+      for (const key of keys) {
+        const socket = connect(Number(new URL(server.url).port), '127.0.0.1');
+        socket.on('error', () => undefined);
+        socket.write(head(key));
+        socket.write(Buffer.alloc(70 * 1024, 'x')); // then nothing more: the upload stalls
+        sockets.push(socket);
+      }
+      // nginx spools each body it is receiving into a file: 512 of them is a full pool on that volume.
+      const spooled = () => readdirSync(stuck.filePath('.nginx-body'), { recursive: true, withFileTypes: true }).filter((e) => e.isFile()).length;
+      await pollUntil(() => (spooled() >= 512 ? true : undefined), { what: '512 stalled uploads on one volume', timeoutMs: 30_000 });
+
+      await everyVolumeProbed(3, 5000);
+      expect(await stateOf(stuck.url)).toBe('up'); // its probes get their own connection, and nginx answers them
+    } finally {
+      for (const socket of sockets) socket.destroy();
+    }
+  });
+
+  /*
+   * A volume that takes connections but answers nothing (nginx stopped with
+   * SIGSTOP, as a volume under heavy load looks) goes out of `up` as `slow`,
+   * while the others keep being probed on their own schedule. A key whose
+   * replicas are all slow is still redirected to its first replica (under CPU
+   * load, the test suite saw `503 no healthy volume` for live volumes), and a
+   * PUT to a slow volume is not refused up front: it waits for the volume.
+   */
+  it('marks a volume that never answers slow, keeps probing the others, still redirects reads to it and lets writes wait for it', async () => {
+    const key = 'health/slow-replicas';
+    expect((await http('PUT', keyUrl(server.url, key), { body: 'value' })).status).toBe(201);
+    const replicas = placeKey(key, volumes.urls, 2).map((url) => volumes.byUrl(url));
+    const other = volumes.list.find((v) => !replicas.includes(v))!;
+    for (const volume of replicas) volume.pause();
+
+    await pollUntil(async () => ((await Promise.all(replicas.map((v) => stateOf(v.url)))).every((s) => s === 'slow') ? true : undefined), {
+      what: 'both replicas slow',
+    });
+    await everyVolumeProbed(2, 5000);
+    const reports = await volumeReports();
+    for (const volume of replicas) {
+      const report = reports.find((v) => v.url === volume.url)!;
+      expect(report.lastError).toBe(`HEAD ${volume.url}/.mkv-probe: no answer within 1000 ms`);
+      expect(report.consecutiveFailures).toBeGreaterThanOrEqual(2);
+    }
+    expect(reports.find((v) => v.url === other.url)!.state).toBe('up');
+
+    const get = await http('GET', keyUrl(server.url, key));
+    expect(get.status).toBe(302);
+    expect(get.headers.location).toBe(`${replicas[0].url}/${key}`);
+
+    const slowKey = Array.from({ length: 100 }, (_, i) => `slow/${i}`).find((k) => placeKey(k, volumes.urls, 2).includes(replicas[0].url))!;
+    const put = http('PUT', keyUrl(server.url, slowKey), { body: 'late' });
+    for (const volume of replicas) volume.resume();
+    expect((await put).status).toBe(201);
+    for (const url of placeKey(slowKey, volumes.urls, 2)) expect(volumes.byUrl(url).read(slowKey).toString()).toBe('late');
   });
 
   it('serves Prometheus metrics whose counters move with traffic', async () => {

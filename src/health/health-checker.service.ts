@@ -1,17 +1,26 @@
 import { Inject, Injectable, OnApplicationBootstrap, OnApplicationShutdown } from '@nestjs/common';
 import { SchedulerRegistry } from '@nestjs/schedule';
 import { MkvConfig } from '../config/mkv-config';
-import { VOLUME_CLIENT, VolumeClient } from '../volumes/volume-client';
+import { VOLUME_CLIENT, VolumeClient, VolumeError } from '../volumes/volume-client';
 import { VolumeHealth } from './volume-health.service';
 
-const PROBE_TIMER = 'volume-probes';
-/** A probe that takes longer than this counts as failed. */
-const MAX_PROBE_TIMEOUT_MS = 1000;
+/**
+ * A probe that takes longer than this counts as failed (the volume is slow).
+ * Each volume's probes never overlap, so it need not fit in the interval.
+ */
+export const PROBE_TIMEOUT_MS = 1000;
 
-/** Probes every volume on an interval (`--health-interval`); the server's, not the CLI's. */
+const probeTimer = (volume: string) => `volume-probe ${volume}`;
+
+/**
+ * Probes every volume on an interval (`--health-interval`); the server's, not
+ * the CLI's. Each volume has its own timer: a volume that does not answer
+ * holds up only its own next probe, never another volume's.
+ */
 @Injectable()
 export class HealthChecker implements OnApplicationBootstrap, OnApplicationShutdown {
-  private probing = false;
+  /** The probe running for each volume; a tick that finds one is skipped. */
+  private readonly inFlight = new Map<string, Promise<void>>();
 
   constructor(
     private readonly config: MkvConfig,
@@ -22,35 +31,48 @@ export class HealthChecker implements OnApplicationBootstrap, OnApplicationShutd
 
   onApplicationBootstrap(): void {
     const intervalMs = this.config.healthInterval * 1000;
-    const timer = setInterval(() => void this.probeAll(), intervalMs);
-    timer.unref();
-    this.scheduler.addInterval(PROBE_TIMER, timer);
-    void this.probeAll();
+    for (const volume of this.config.volumes) {
+      const timer = setInterval(() => {
+        if (!this.inFlight.has(volume)) void this.probe(volume);
+      }, intervalMs);
+      timer.unref();
+      this.scheduler.addInterval(probeTimer(volume), timer);
+      void this.probe(volume);
+    }
   }
 
   onApplicationShutdown(): void {
-    if (this.scheduler.doesExist('interval', PROBE_TIMER)) this.scheduler.deleteInterval(PROBE_TIMER);
+    for (const volume of this.config.volumes) {
+      if (this.scheduler.doesExist('interval', probeTimer(volume))) this.scheduler.deleteInterval(probeTimer(volume));
+    }
   }
 
-  /** One round of probes, all volumes at once; a round still running is not overlapped. */
+  /** Probes every volume now, each once more after any probe of it still running; resolves when all have answered or timed out. */
   async probeAll(): Promise<void> {
-    if (this.probing) return;
-    this.probing = true;
-    const timeoutMs = Math.min(MAX_PROBE_TIMEOUT_MS, this.config.healthInterval * 1000);
+    await Promise.all(
+      this.config.volumes.map(async (volume) => {
+        await this.inFlight.get(volume);
+        await this.probe(volume);
+      }),
+    );
+  }
+
+  private probe(volume: string): Promise<void> {
+    const probing = this.probeOnce(volume).finally(() => {
+      if (this.inFlight.get(volume) === probing) this.inFlight.delete(volume);
+    });
+    this.inFlight.set(volume, probing);
+    return probing;
+  }
+
+  private async probeOnce(volume: string): Promise<void> {
+    const started = performance.now();
     try {
-      await Promise.all(
-        this.config.volumes.map(async (volume) => {
-          const started = performance.now();
-          try {
-            await this.volumes.probe(volume, timeoutMs);
-            this.health.recordProbe(volume, { latencyMs: Math.round((performance.now() - started) * 100) / 100 });
-          } catch (error) {
-            this.health.recordProbe(volume, { error: (error as Error).message });
-          }
-        }),
-      );
-    } finally {
-      this.probing = false;
+      await this.volumes.probe(volume, PROBE_TIMEOUT_MS);
+      this.health.recordProbe(volume, { latencyMs: Math.round((performance.now() - started) * 100) / 100 });
+    } catch (error) {
+      const timedOut = error instanceof VolumeError && error.timedOut;
+      this.health.recordProbe(volume, { error: (error as Error).message, timedOut });
     }
   }
 }

@@ -198,6 +198,69 @@ describe(KeysService.name, () => {
     });
   });
 
+  /** Issue 10: undone deletes are retried while serving (a volume back up, every minute), beside requests. */
+  describe('retryPendingDeletes', () => {
+    /** A key deleted while one of its volumes could not be reached; the volume is back. */
+    async function undoneDelete(key: string): Promise<KeyRecord> {
+      const record = await seed(key);
+      volumes.unreachable.add(record.volumes[1]);
+      await keys.delete(key);
+      volumes.unreachable.clear();
+      return record;
+    }
+    const deletesSent = () => volumes.requests.filter((request) => request.startsWith('DELETE ')).length;
+    /** Holds the key's lock, as a request on it would, until released. */
+    function holdLock(key: string): { release: () => void; held: Promise<void> } {
+      let release!: () => void;
+      const held = locks.run(key, () => new Promise<void>((resolve) => (release = resolve)));
+      return { release: () => release(), held };
+    }
+    const settle = () => new Promise((resolve) => setTimeout(resolve, 10));
+
+    it('runs one pass at a time: a call during a pass joins it, and the pass runs once more', async () => {
+      await undoneDelete('k');
+      const sentBefore = deletesSent();
+      const lock = holdLock('k');
+      const first = keys.retryPendingDeletes();
+      const second = keys.retryPendingDeletes();
+      expect(second).toBe(first);
+      lock.release();
+      await Promise.all([first, lock.held]);
+      expect(await index.pendingDeletes()).toEqual([]);
+      expect(deletesSent() - sentBefore).toBe(2); // one DELETE per replica: the second round found nothing left to do
+    });
+
+    it('leaves a key alone while one of its volumes is slow or down, and finishes it once the volume is up', async () => {
+      const record = await undoneDelete('k');
+      const health = moduleRef.get(VolumeHealth);
+      const timeout = { error: 'no answer within 1000 ms', timedOut: true };
+      health.recordProbe(record.volumes[1], timeout);
+      health.recordProbe(record.volumes[1], timeout);
+      const sentBefore = deletesSent();
+      await keys.retryPendingDeletes();
+      expect(deletesSent()).toBe(sentBefore); // no request that would hold the key's lock until a timeout
+      expect(await index.pendingDeletes()).toHaveLength(1);
+
+      health.recordProbe(record.volumes[1], { latencyMs: 1 });
+      health.recordProbe(record.volumes[1], { latencyMs: 1 });
+      await keys.retryPendingDeletes();
+      expect(await index.pendingDeletes()).toEqual([]);
+      expect(volumes.blobs.size).toBe(0);
+    });
+
+    it('never deletes the blobs of a key written again after the pass read its list', async () => {
+      await undoneDelete('k');
+      const lock = holdLock('k'); // a PUT of k is committing
+      const retrying = keys.retryPendingDeletes();
+      await settle(); // the pass has read the list and waits for the key's lock
+      const rewritten = await seed('k');
+      lock.release();
+      await Promise.all([retrying, lock.held]);
+      expect((await index.get('k'))?.state).toBe('live');
+      for (const volume of rewritten.volumes) expect(volumes.blobs.has(placement.blobUrl('k', volume))).toBe(true);
+    });
+  });
+
   describe('unlink', () => {
     it('marks the key unlinked and keeps its blobs', async () => {
       await seed('k');

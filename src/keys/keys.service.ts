@@ -24,6 +24,9 @@ export interface ListPage {
 /** Reads, deletes, unlinks and listings: everything about keys but the write path. */
 @Injectable()
 export class KeysService {
+  private deleteRetry: Promise<void> | undefined;
+  private retryAgain = false;
+
   constructor(
     private readonly config: MkvConfig,
     private readonly placement: PlacementService,
@@ -44,7 +47,7 @@ export class KeysService {
       throw new MkvError(MkvErrorCode.CorruptRecord, `corrupt record for key ${key}: no volumes`);
     }
     // Health comes from the background probes: no request to a volume here.
-    const volume = this.health.firstUp(record.volumes);
+    const volume = this.health.readableReplica(record.volumes);
     if (volume === undefined) throw new MkvError(MkvErrorCode.NoHealthyVolume, `no healthy volume for key ${key}`);
     return { url: this.placement.blobUrl(key, volume), record };
   }
@@ -74,10 +77,36 @@ export class KeysService {
     });
   }
 
-  /** At server start: the blob deletes a crash or a down volume left undone. */
-  async retryPendingDeletes(): Promise<void> {
+  /**
+   * The blob deletes a crash or an unreachable volume left undone, each under
+   * its key's lock. A key waits while one of its volumes is down or slow
+   * (its delete would fail, or hold the lock until a timeout). One pass at a
+   * time: a call during a pass gets that pass, which then runs once more.
+   */
+  retryPendingDeletes(): Promise<void> {
+    if (this.deleteRetry !== undefined) {
+      this.retryAgain = true;
+      return this.deleteRetry;
+    }
+    this.deleteRetry = (async () => {
+      try {
+        do {
+          this.retryAgain = false;
+          await this.retryPendingDeletesOnce();
+        } while (this.retryAgain);
+      } finally {
+        this.deleteRetry = undefined;
+      }
+    })();
+    return this.deleteRetry;
+  }
+
+  private async retryPendingDeletesOnce(): Promise<void> {
     for (const { key, volumes } of await this.index.pendingDeletes()) {
+      if (!volumes.every((volume) => this.health.mayReach(volume))) continue;
       await this.locks.run(key, async () => {
+        // Written again since the list was read: its new blobs are at the same paths.
+        if ((await this.index.get(key)) !== undefined) return;
         if (await this.files.deleteBlobs(key, volumes)) await this.index.finishDelete(key);
       });
     }

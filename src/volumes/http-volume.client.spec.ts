@@ -1,5 +1,5 @@
 import { createServer, IncomingMessage, Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import { createServer as createTcpServer, type AddressInfo, type Socket } from 'node:net';
 import { HttpVolumeClient } from './http-volume.client';
 import { VolumeError } from './volume-client';
 import { rejection } from '../../test/support/rejection';
@@ -66,6 +66,25 @@ describe(HttpVolumeClient.name, () => {
     const error = await volumeError(client.move(`${volume}/a`, `${volume}/b`));
     expect(error).toBeInstanceOf(VolumeError);
     expect(error.unreachable).toBe(true);
+  });
+
+  it('tells a probe that got no answer in time (timedOut: slow) from one refused (dead)', async () => {
+    const sockets: Socket[] = [];
+    const silent = createTcpServer((socket) => sockets.push(socket)); // accepts, never answers
+    await new Promise<void>((resolve) => silent.listen(0, '127.0.0.1', resolve));
+    const silentVolume = `http://127.0.0.1:${(silent.address() as AddressInfo).port}`;
+    try {
+      const slow = await volumeError(client.probe(silentVolume, 100));
+      expect([slow.unreachable, slow.timedOut, slow.message]).toEqual([true, true, `HEAD ${silentVolume}/.mkv-probe: no answer within 100 ms`]);
+    } finally {
+      for (const socket of sockets) socket.destroy();
+      await new Promise((resolve) => silent.close(resolve));
+    }
+    const dead = await volumeError(client.probe(silentVolume, 100));
+    expect([dead.unreachable, dead.timedOut]).toEqual([true, false]);
+    expect(dead.message).toMatch(/ECONNREFUSED/);
+    answer = () => 404; // nginx's answer for the probe's path, which never exists
+    await expect(client.probe(volume, 1000)).resolves.toBeUndefined();
   });
 
   it('never sends a request whose signal was aborted before it had a connection', async () => {

@@ -1,7 +1,7 @@
 import { Injectable, OnApplicationShutdown } from '@nestjs/common';
 import { createInterface } from 'node:readline';
 import type { Readable } from 'node:stream';
-import { Dispatcher, Pool } from 'undici';
+import { Client, Dispatcher, Pool } from 'undici';
 import { VolumeClient, VolumeEntry, VolumeError } from './volume-client';
 
 /**
@@ -15,10 +15,15 @@ import { VolumeClient, VolumeEntry, VolumeError } from './volume-client';
  * undici.request's URL parsing, response stream and AbortSignal plumbing
  * (about half the CPU of each such request). GET and listings stream, through
  * the pool's request().
+ *
+ * Probes have a connection of their own per volume, outside the pool: a pool
+ * filled by stalled uploads must not hold up the probe that would notice.
  */
 @Injectable()
 export class HttpVolumeClient implements VolumeClient, OnApplicationShutdown {
   private readonly pools = new Map<string, Pool>();
+  private readonly probeClients = new Map<string, Client>();
+  private closed = false;
 
   async put(url: string, body: Readable | Buffer, options: { length?: number; signal?: AbortSignal } = {}): Promise<void> {
     const headers =
@@ -80,7 +85,19 @@ export class HttpVolumeClient implements VolumeClient, OnApplicationShutdown {
     // A path that never exists: nginx answers 404 from a stat, without
     // listing a directory that may hold millions of entries.
     const url = `${volume}/.mkv-probe`;
-    await this.send('HEAD', url, [200, 404], {}, AbortSignal.timeout(timeoutMs));
+    if (this.closed) throw VolumeError.unreachable('HEAD', url, new Error('client closed'));
+    const client = this.probeClient(volume, timeoutMs);
+    const deadline = probeDeadline(timeoutMs);
+    try {
+      await this.send('HEAD', url, [200, 404], { dispatcher: client }, deadline.signal);
+    } catch (error) {
+      // A connection that failed or hung is not reused: the next probe starts afresh.
+      this.probeClients.delete(volume);
+      client.destroy().catch(() => undefined);
+      throw error;
+    } finally {
+      deadline.clear();
+    }
   }
 
   /**
@@ -89,7 +106,24 @@ export class HttpVolumeClient implements VolumeClient, OnApplicationShutdown {
    * its volumes halfway (a 502, and its uploads left behind).
    */
   async onApplicationShutdown(): Promise<void> {
-    await Promise.all([...this.pools.values()].map((pool) => (pool.closed || pool.destroyed ? undefined : pool.close())));
+    this.closed = true;
+    const dispatchers = [...this.pools.values(), ...this.probeClients.values()];
+    await Promise.all(dispatchers.map((dispatcher) => (dispatcher.closed || dispatcher.destroyed ? undefined : dispatcher.close())));
+  }
+
+  /**
+   * One connection per volume, for probes only. The probe's deadline bounds
+   * the whole exchange; undici's own timeouts are only a backstop, set past
+   * it because they cannot tell a late timer from a slow volume.
+   */
+  private probeClient(volume: string, timeoutMs: number): Client {
+    let client = this.probeClients.get(volume);
+    if (client === undefined) {
+      const backstopMs = 2 * timeoutMs;
+      client = new Client(volume, { connect: { timeout: backstopMs }, headersTimeout: backstopMs, bodyTimeout: backstopMs });
+      this.probeClients.set(volume, client);
+    }
+    return client;
   }
 
   private pool(origin: string): Pool {
@@ -114,7 +148,7 @@ export class HttpVolumeClient implements VolumeClient, OnApplicationShutdown {
     method: string,
     url: string,
     expected: number[],
-    options: { body?: Readable | Buffer; headers?: string[] } = {},
+    options: { body?: Readable | Buffer; headers?: string[]; dispatcher?: Dispatcher } = {},
     signal?: AbortSignal,
   ): Promise<number> {
     const { origin, path } = splitUrl(url);
@@ -123,7 +157,7 @@ export class HttpVolumeClient implements VolumeClient, OnApplicationShutdown {
       status = await new Promise<number>((resolve, reject) => {
         const exchange = new StatusExchange(resolve, reject, signal);
         if (signal?.aborted) exchange.onResponseError(undefined, signal.reason);
-        else this.pool(origin).dispatch({ path, method, body: options.body, headers: options.headers }, exchange);
+        else (options.dispatcher ?? this.pool(origin)).dispatch({ path, method, body: options.body, headers: options.headers }, exchange);
       });
     } catch (cause) {
       throw VolumeError.unreachable(method, url, cause);
@@ -135,12 +169,17 @@ export class HttpVolumeClient implements VolumeClient, OnApplicationShutdown {
 
 /**
  * Keeps the status of an answer and drops its body (reading it to the end is
- * what lets the connection be reused). An aborted signal aborts the request.
+ * what lets the connection be reused). An aborted signal aborts the request,
+ * and rejects at once even while the request still waits for a connection
+ * (it is then never sent).
  */
 class StatusExchange implements Dispatcher.DispatchHandler {
   private status = 0;
   private controller: Dispatcher.DispatchController | undefined;
-  private readonly onAbort = () => this.controller?.abort(this.signal!.reason);
+  private readonly onAbort = () => {
+    if (this.controller) this.controller.abort(this.signal!.reason);
+    else this.reject(this.signal!.reason);
+  };
 
   constructor(
     private readonly resolve: (status: number) => void,
@@ -171,6 +210,19 @@ class StatusExchange implements Dispatcher.DispatchHandler {
     this.signal?.removeEventListener('abort', this.onAbort);
     this.reject(error);
   }
+}
+
+/**
+ * Aborts after `ms` like AbortSignal.timeout, but one event-loop turn late: a
+ * timer that fires late because the process was busy (CPU load) first lets
+ * an answer already waiting on the socket be read, so the index's own lag is
+ * not taken for a slow volume.
+ */
+function probeDeadline(ms: number): { signal: AbortSignal; clear(): void } {
+  const controller = new AbortController();
+  const timeout = Object.assign(new Error(`no answer within ${ms} ms`), { name: 'TimeoutError' });
+  const timer = setTimeout(() => setImmediate(() => controller.abort(timeout)), ms).unref();
+  return { signal: controller.signal, clear: () => clearTimeout(timer) };
 }
 
 /** `http://host:port/a/b` as its origin and its path (already percent-encoded), without a URL parser. */

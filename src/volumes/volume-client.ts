@@ -18,7 +18,11 @@ export interface VolumeClient {
   get(url: string, options?: { signal?: AbortSignal }): Promise<{ body: Readable; size: number | undefined }>;
   /** The entries of one directory (`url` ends with '/'), streamed; dot-names are never listed. */
   list(url: string): AsyncIterable<VolumeEntry>;
-  /** Resolves when the volume answers within `timeoutMs` (any answer but a 5xx). */
+  /**
+   * Resolves when the volume answers within `timeoutMs` (any answer but a
+   * 5xx), counted from the call: connecting included. Never waits behind the
+   * data requests; a volume that does not answer in time rejects `timedOut`.
+   */
   probe(volume: string, timeoutMs: number): Promise<void>;
 }
 
@@ -31,12 +35,20 @@ export interface VolumeEntry {
   mtime: number;
 }
 
-/** A volume request that failed: `status` is the volume's answer, absent when it could not be reached. */
+/** undici's names for a connection, an answer or a body that took too long. */
+const TIMEOUT_CODES = new Set(['UND_ERR_CONNECT_TIMEOUT', 'UND_ERR_HEADERS_TIMEOUT', 'UND_ERR_BODY_TIMEOUT']);
+
+/**
+ * A volume request that failed: `status` is the volume's answer, absent when
+ * it could not be reached; `timedOut` tells a volume too slow to answer (it
+ * may be alive, under load) from one that refused or dropped the connection.
+ */
 export class VolumeError extends Error {
   constructor(
     readonly url: string,
     readonly status: number | undefined,
     message: string,
+    readonly timedOut = false,
   ) {
     super(message);
     this.name = 'VolumeError';
@@ -48,7 +60,9 @@ export class VolumeError extends Error {
   }
 
   static unreachable(method: string, url: string, cause: unknown): VolumeError {
-    return new VolumeError(url, undefined, `${method} ${url}: ${(cause as Error)?.message ?? String(cause)}`);
+    const error = cause as { message?: string; name?: string; code?: string } | undefined;
+    const timedOut = error?.name === 'TimeoutError' || TIMEOUT_CODES.has(error?.code ?? '');
+    return new VolumeError(url, undefined, `${method} ${url}: ${error?.message ?? String(cause)}`, timedOut);
   }
 
   static status(method: string, url: string, status: number): VolumeError {

@@ -20,3 +20,13 @@ export function readIndexRows(dbPath: string): IndexRow[] {
     db.close();
   }
 }
+
+/** The keys whose blob deletes are still to be done (`pending_deletes`), read the same way. */
+export function readPendingDeleteKeys(dbPath: string): string[] {
+  const db = new Database(dbPath, { readonly: true, fileMustExist: true });
+  try {
+    return (db.prepare('SELECT key FROM pending_deletes ORDER BY key').all() as { key: string }[]).map((row) => row.key);
+  } finally {
+    db.close();
+  }
+}

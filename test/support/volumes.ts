@@ -72,15 +72,48 @@ export class TestVolume {
     });
   }
 
+  /**
+   * Freezes nginx, master and worker (SIGSTOP): the kernel still accepts
+   * connections and takes requests, nothing answers them. A volume that is
+   * alive but too slow, as under heavy load.
+   */
+  pause(): void {
+    for (const pid of this.processIds()) process.kill(pid, 'SIGSTOP');
+  }
+
+  resume(): void {
+    for (const pid of this.processIds()) process.kill(pid, 'SIGCONT');
+  }
+
   async stop(): Promise<void> {
     const pid = this.pid();
     if (pid === undefined) return;
+    if (isAlive(pid)) this.resume(); // a paused nginx would hold the SIGTERM
     try {
       process.kill(pid, 'SIGTERM');
     } catch {
       return;
     }
     await pollUntil(() => (isAlive(pid) ? undefined : true), { timeoutMs: 5000, what: `nginx ${pid} to exit` });
+  }
+
+  /** The master and its workers (children, found in /proc). */
+  private processIds(): number[] {
+    const master = this.pid();
+    if (master === undefined || !isAlive(master)) return [];
+    const workers = readdirSync('/proc')
+      .filter((name) => /^\d+$/.test(name))
+      .filter((name) => {
+        try {
+          // pid (comm) state ppid ...: comm may hold spaces, so split after its closing parenthesis.
+          const stat = readFileSync(`/proc/${name}/stat`, 'utf8');
+          return Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]) === master;
+        } catch {
+          return false; // exited meanwhile
+        }
+      })
+      .map(Number);
+    return [master, ...workers];
   }
 
   private pid(): number | undefined {
