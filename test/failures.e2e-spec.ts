@@ -1,10 +1,11 @@
 import Database from 'better-sqlite3';
 import { createHash, randomUUID } from 'node:crypto';
 import { createReadStream } from 'node:fs';
-import { connect } from 'node:net';
+import { connect, Socket } from 'node:net';
 import { join } from 'node:path';
 import { placeKey } from '../src/hashing/rendezvous';
 import { http, keyUrl, md5 } from './support/http';
+import { readIndexRows } from './support/index-rows';
 import { pollUntil } from './support/poll-until';
 import { TestServer } from './support/server';
 import { GeneratedBody } from './support/streams';
@@ -175,6 +176,52 @@ describe('failures', () => {
     });
     for (const volume of volumes.list) expect(volume.has(key)).toBe(false);
     expect((await http('HEAD', keyUrl(server.url, key))).status).toBe(404);
+  });
+
+  describe('a client that stops sending its body (issue 10: it held its volume connections forever)', () => {
+    const BODY_TIMEOUT_S = 0.5;
+    let stalling: TestServer;
+    beforeAll(async () => {
+      stalling = await TestServer.start({ volumes: volumes.urls, replicas: 2, healthInterval: HEALTH_INTERVAL_S, bodyTimeout: BODY_TIMEOUT_S });
+    });
+    afterAll(() => stalling?.stop());
+
+    /** Sends the headers of a PUT and `sent` bytes of its body, then nothing; `closed` gives what came back once the server closed the connection. */
+    const stallingPut = (key: string, declared: number, sent: number) =>
+      new Promise<{ socket: Socket; closed: Promise<string> }>((started) => {
+        const { port } = new URL(stalling.url);
+        const received: Buffer[] = [];
+        const socket = connect(Number(port), '127.0.0.1');
+        const closed = new Promise<string>((done) => socket.on('close', () => done(Buffer.concat(received).toString('latin1'))));
+        socket.on('data', (chunk: Buffer) => received.push(chunk));
+        socket.on('error', () => undefined);
+        socket.write(`PUT /${key} HTTP/1.1\r\nHost: x\r\nContent-Length: ${declared}\r\n\r\n`);
+        socket.write(Buffer.alloc(sent, 7), () => started({ socket, closed }));
+      });
+
+    it.each([
+      ['streamed (1 MiB declared, 70 KB sent)', 'stall/streamed', 1 << 20, 70_000],
+      ['read whole (60 KB declared, 10 KB sent)', 'stall/small', 60_000, 10_000],
+    ])('%s: 408 and the connection closed, uploads discarded, nothing recorded; other PUTs go on meanwhile', async (_name, key, declared, sent) => {
+      const { socket, closed } = await stallingPut(key, declared, sent);
+      try {
+        // The same volumes take another write while that body is stalled.
+        const other = await http('PUT', keyUrl(stalling.url, `${key}-other`), { body: 'y'.repeat(100_000) });
+        expect(other.status).toBe(201);
+
+        const answer = await Promise.race([closed, new Promise<string>((done) => setTimeout(() => done('still open after 5 s'), 5000))]);
+        expect(answer).toMatch(/^HTTP\/1\.1 408 /);
+        expect(answer).toMatch(/\r\nconnection: close\r\n/i);
+        expect(answer.endsWith(`request body timed out: nothing received for ${BODY_TIMEOUT_S} s`)).toBe(true);
+        await pollUntil(() => (volumes.list.every((v) => v.tempFiles().length === 0) ? true : undefined), {
+          what: 'uploads of the stalled PUT to be removed',
+        });
+        for (const volume of volumes.list) expect(volume.has(key)).toBe(false);
+        expect(readIndexRows(stalling.dbPath).filter((row) => row.key === key)).toEqual([]);
+      } finally {
+        socket.destroy();
+      }
+    });
   });
 
   it('a crash between recording a write and renaming its uploads is finished at the next start', async () => {

@@ -4,6 +4,7 @@ import { MkvError, MkvErrorCode } from './mkv-error';
 
 const STATUS_BY_CODE: Record<MkvErrorCode, number> = {
   [MkvErrorCode.InvalidRequest]: HttpStatus.BAD_REQUEST,
+  [MkvErrorCode.BodyTimeout]: HttpStatus.REQUEST_TIMEOUT,
   [MkvErrorCode.NotFound]: HttpStatus.NOT_FOUND,
   [MkvErrorCode.MustUnlinkFirst]: HttpStatus.FORBIDDEN,
   [MkvErrorCode.KeyConflict]: HttpStatus.CONFLICT,

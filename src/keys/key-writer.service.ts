@@ -12,6 +12,7 @@ import { VOLUME_CLIENT, VolumeClient, VolumeError } from '../volumes/volume-clie
 import { valueWritten, ValueWrittenEvent } from '../metrics/channels';
 import { KeyLocks } from './key-locks';
 import { ReplicaFiles } from './replica-files.service';
+import { BodyTimeoutError, readBody } from './request-body';
 
 export interface WriteResult {
   /** False when the PUT replaced a live value. */
@@ -102,14 +103,13 @@ export class KeyWriter {
     };
 
     const pump = async () => {
-      for await (const chunk of body as AsyncIterable<Buffer>) {
-        if (abort.signal.aborted) return;
+      await readBody(body, { idleSeconds: this.config.bodyTimeout, signal: abort.signal }, (chunk) => {
         md5.update(chunk);
         size += chunk.length;
         // Move at the pace of the slowest volume: memory stays at a few chunks.
         const drains = sinks.filter((sink) => !sink.write(chunk)).map((sink) => once(sink, 'drain', { signal: abort.signal }));
-        if (drains.length > 0) await Promise.all(drains);
-      }
+        return drains.length > 0 ? Promise.all(drains) : undefined;
+      });
       for (const sink of sinks) sink.end();
     };
     const puts = targets.map((volume, i) => this.putOn(volume, tempPath, sinks[i], { length, signal: abort.signal }));
@@ -124,12 +124,13 @@ export class KeyWriter {
    * breaks off fails before anything reaches a volume.
    */
   private async uploadSmall(body: Readable, targets: string[]): Promise<Upload> {
-    let value: Buffer;
+    const chunks: Buffer[] = [];
     try {
-      value = await readWhole(body);
+      await readBody(body, { idleSeconds: this.config.bodyTimeout }, (chunk) => void chunks.push(chunk));
     } catch (error) {
       throw bodyNotReceived(error);
     }
+    const value = chunks.length === 1 ? chunks[0] : Buffer.concat(chunks);
     const tempPath = this.files.newTempPath();
     const outcomes = await Promise.allSettled(targets.map((volume) => this.putOn(volume, tempPath, value, { length: value.length })));
     const failed = outcomes.find((outcome) => outcome.status === 'rejected');
@@ -262,35 +263,6 @@ export class KeyWriter {
   }
 }
 
-/** The whole body (of a request that declared a small length), or the error that broke it off. */
-function readWhole(body: Readable): Promise<Buffer> {
-  return new Promise((resolve, reject) => {
-    if (body.destroyed || body.readableEnded) {
-      reject(new Error(body.readableEnded ? 'body already read' : 'aborted'));
-      return;
-    }
-    const chunks: Buffer[] = [];
-    let size = 0;
-    const onData = (chunk: Buffer) => {
-      chunks.push(chunk);
-      size += chunk.length;
-    };
-    const onEnd = () => {
-      settle();
-      resolve(chunks.length === 1 ? chunks[0] : Buffer.concat(chunks, size));
-    };
-    const onError = (error: Error) => {
-      settle();
-      reject(error);
-    };
-    const onClose = () => onError(new Error('aborted')); // closed before its end
-    const settle = () => {
-      body.off('data', onData).off('end', onEnd).off('error', onError).off('close', onClose);
-    };
-    body.on('data', onData).once('end', onEnd).once('error', onError).once('close', onClose);
-  });
-}
-
 function isPathConflict(error: unknown): boolean {
   // 409: a directory stands at the key's path; 404 (with our upload present):
   // a file stands where the key needs a directory.
@@ -306,6 +278,7 @@ function emptyValue(): MkvError {
 }
 
 function bodyNotReceived(cause: unknown): MkvError {
+  if (cause instanceof BodyTimeoutError) return new MkvError(MkvErrorCode.BodyTimeout, `request body timed out: ${cause.message}`);
   // The client went away or sent a broken body; it will not read an answer.
   return new MkvError(MkvErrorCode.InvalidRequest, `request body not received: ${(cause as Error)?.message}`);
 }
