@@ -178,6 +178,59 @@ describe('failures', () => {
     expect((await http('HEAD', keyUrl(server.url, key))).status).toBe(404);
   });
 
+  describe('an answer given before the body was read (issue 10: clients sending MBs got a broken pipe, not the answer)', () => {
+    /** 8 MiB sent as a client on a real network would: a MiB every 20 ms, still sending when the answer comes. */
+    const largeBody = () => new GeneratedBody(8 << 20, () => new Promise((next) => setTimeout(next, 20))) as unknown as NodeJS.ReadableStream;
+
+    beforeAll(async () => {
+      expect((await put('early/leaf', 'x')).status).toBe(201);
+    });
+
+    it('a conflicting key: the client reads 409 and its text while still sending 8 MiB', async () => {
+      const res = await put('early/leaf/child', largeBody());
+      expect(res.status).toBe(409);
+      expect(res.text).toBe('key early/leaf/child conflicts with existing key early/leaf');
+      for (const volume of volumes.list) expect(volume.has('early/leaf/child')).toBe(false);
+    });
+
+    it('a volume known down: the client reads 503 and its text while still sending 8 MiB', async () => {
+      const key = 'early/down';
+      const [, second] = replicasOf(key);
+      await second.stop();
+      await server.settleHealth(); // two failed probes: known down
+      const res = await put(key, largeBody());
+      expect(res.status).toBe(503);
+      expect(res.text).toBe(`volume ${second.url} is down`);
+      for (const volume of volumes.list) expect(volume.tempFiles()).toEqual([]);
+    });
+
+    it('a client that sends its whole 8 MiB body before it reads gets the answer, not a broken pipe', async () => {
+      // As a blocking client (curl without Expect, most scripts' HTTP libraries) does.
+      const { port } = new URL(server.url);
+      // Half-open allowed: the client keeps sending after the server's FIN, as a blocking client does.
+      const socket = connect({ port: Number(port), host: '127.0.0.1', allowHalfOpen: true });
+      const received: Buffer[] = [];
+      let sent = 0;
+      let failure: NodeJS.ErrnoException | undefined;
+      socket.on('data', (chunk: Buffer) => received.push(chunk));
+      socket.on('error', (error) => (failure = error));
+      const closed = new Promise((done) => socket.on('close', done));
+      const total = 8 << 20;
+      const piece = Buffer.alloc(256 << 10, 1);
+      socket.write(`PUT /early/leaf/raw HTTP/1.1\r\nHost: x\r\nContent-Length: ${total}\r\n\r\n`);
+      for (; sent < total && !socket.destroyed; sent += piece.length) {
+        await new Promise((next) => socket.write(piece, () => setTimeout(next, 2)));
+      }
+      socket.end();
+      await closed;
+      expect(failure?.code).toBeUndefined();
+      expect(sent).toBe(total);
+      const answer = Buffer.concat(received).toString();
+      expect(answer).toMatch(/^HTTP\/1\.1 409 /);
+      expect(answer.endsWith('key early/leaf/raw conflicts with existing key early/leaf')).toBe(true);
+    });
+  });
+
   describe('a client that stops sending its body (issue 10: it held its volume connections forever)', () => {
     const BODY_TIMEOUT_S = 0.5;
     let stalling: TestServer;
