@@ -59,7 +59,12 @@ export class KeyWriter {
     private readonly health: VolumeHealth,
   ) {}
 
-  async put(key: string, body: Readable, declaredLength: number | undefined): Promise<WriteResult> {
+  /**
+   * `sendContinue` is given for a client that waits for `100 Continue` before
+   * it sends the body: it is called once the write can go ahead (the key free
+   * of conflicts, its volumes not known down), right before the body is read.
+   */
+  async put(key: string, body: Readable, declaredLength: number | undefined, sendContinue?: () => void): Promise<WriteResult> {
     if (declaredLength === 0) throw emptyValue();
     const targets = this.placement.replicasFor(key);
     if (targets.length < this.config.replicas) {
@@ -72,15 +77,17 @@ export class KeyWriter {
     const down = targets.find((volume) => this.health.isDown(volume));
     if (down !== undefined) throw new MkvError(MkvErrorCode.VolumeDown, `volume ${down} is down`);
     const small = declaredLength !== undefined && declaredLength <= SMALL_VALUE_BYTES;
-    if (!small) {
+    if (!small || sendContinue !== undefined) {
       // Checked again, atomically, when the record is written; this early check
       // refuses a conflicting key before a single byte of a large value reaches
-      // a volume. A small value is cheaper to upload and discard on a conflict
-      // (a client error) than to check twice on every write.
+      // a volume, or before a client waiting for `100 Continue` sends one. A
+      // small value is cheaper to upload and discard on a conflict (a client
+      // error) than to check twice on every write.
       const conflict = await this.index.findConflict(key);
       if (conflict !== undefined) throw keyConflict(key, conflict);
     }
 
+    sendContinue?.();
     const upload = small ? await this.uploadSmall(body, targets) : await this.upload(body, targets, declaredLength);
     if (upload.size === 0) {
       await this.files.discard(targets, upload.tempPath);
