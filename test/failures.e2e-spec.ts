@@ -4,6 +4,7 @@ import { createReadStream } from 'node:fs';
 import { connect, Socket } from 'node:net';
 import { join } from 'node:path';
 import { placeKey } from '../src/hashing/rendezvous';
+import { putExpectingContinue } from './support/expect-continue';
 import { http, keyUrl, md5 } from './support/http';
 import { readIndexRows } from './support/index-rows';
 import { pollUntil } from './support/poll-until';
@@ -202,6 +203,17 @@ describe('failures', () => {
       expect(res.status).toBe(503);
       expect(res.text).toBe(`volume ${second.url} is down`);
       for (const volume of volumes.list) expect(volume.tempFiles()).toEqual([]);
+    });
+
+    it('a volume known down, to a client sending Expect: 100-continue: 503 first, no 100 Continue, no body sent', async () => {
+      const key = 'early/down-expect';
+      const [first] = replicasOf(key);
+      await first.stop();
+      await server.settleHealth(); // two failed probes: known down
+      const { socket, first: answer } = await putExpectingContinue(server.url, `/${key}`, 'the body');
+      socket.destroy();
+      expect(answer).toMatch(/^HTTP\/1\.1 503 /);
+      expect(answer.endsWith(`volume ${first.url} is down`)).toBe(true);
     });
 
     it('a client that sends its whole 8 MiB body before it reads gets the answer, not a broken pipe', async () => {

@@ -1,7 +1,7 @@
 import Database from 'better-sqlite3';
 import { mkdirSync, writeFileSync } from 'node:fs';
-import { connect } from 'node:net';
 import { placeKey } from '../src/hashing/rendezvous';
+import { putExpectingContinue } from './support/expect-continue';
 import { http, keyUrl, md5 } from './support/http';
 import { readIndexRows } from './support/index-rows';
 import { TestServer } from './support/server';
@@ -238,38 +238,12 @@ describe('key API', () => {
       expect((await put('expect/leaf', 'x')).status).toBe(201);
     });
 
-    /** Sends the headers of a PUT with Expect and waits for the first answer, the body unsent. */
-    const expectContinue = async (path: string, body: string) => {
-      const { port } = new URL(server.url);
-      const socket = connect(Number(port), '127.0.0.1');
-      socket.on('error', () => undefined);
-      const received: Buffer[] = [];
-      let arrived: () => void = () => undefined;
-      socket.on('data', (chunk: Buffer) => {
-        received.push(chunk);
-        arrived();
-      });
-      const nextAnswer = () =>
-        new Promise<string>((done) => {
-          arrived = () => done(Buffer.concat(received.splice(0)).toString());
-          if (received.length > 0) arrived();
-        });
-      const first = nextAnswer();
-      socket.write(`PUT ${path} HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: ${Buffer.byteLength(body)}\r\n\r\n`);
-      const sendBody = () => {
-        const answer = nextAnswer();
-        socket.write(body);
-        return answer;
-      };
-      return { socket, first: await first, sendBody };
-    };
-
     it.each([
       ['/_admin/x', 400, 'invalid key: _admin is reserved'],
       ['/a/.b', 400, 'invalid key: a path segment starts with .'],
       ['/expect/leaf/child', 409, 'key expect/leaf/child conflicts with existing key expect/leaf'],
     ])('PUT %s is answered %i before the client sends its body, without 100 Continue', async (path, status, text) => {
-      const { socket, first } = await expectContinue(path, 'the body');
+      const { socket, first } = await putExpectingContinue(server.url, path, 'the body');
       try {
         expect(first).toMatch(new RegExp(`^HTTP/1\\.1 ${status} `));
         expect(first).toMatch(/\r\nconnection: close\r\n/i);
@@ -281,7 +255,7 @@ describe('key API', () => {
     });
 
     it('a valid key receives 100 Continue, then 201 after the body', async () => {
-      const { socket, first, sendBody } = await expectContinue('/expect/fine', 'continued');
+      const { socket, first, sendBody } = await putExpectingContinue(server.url, '/expect/fine', 'continued');
       try {
         expect(first).toBe('HTTP/1.1 100 Continue\r\n\r\n');
         expect(await sendBody()).toMatch(/^HTTP\/1\.1 201 /);
