@@ -287,6 +287,28 @@ describe('failures', () => {
         socket.destroy();
       }
     });
+
+    it('530 stalled clients on one volume (more than its pool of 512 connections) no longer keep another PUT there waiting', async () => {
+      const target = volumes.list[0];
+      const onTarget = (key: string) => placeKey(key, volumes.urls, 2).includes(target.url);
+      const keys = Array.from({ length: 2000 }, (_, i) => `stall/many/${i}`).filter(onTarget).slice(0, 531);
+      const after = keys.pop()!;
+      expect(keys).toHaveLength(530);
+      const stalls = await Promise.all(keys.map((key) => stallingPut(key, 1 << 20, 70_000)));
+      try {
+        const answers = Promise.all(stalls.map(({ closed }) => closed));
+        const res = await http('PUT', keyUrl(stalling.url, after), { body: 'z'.repeat(100_000) });
+        expect(res.status).toBe(201);
+        expect(target.read(after).toString()).toBe('z'.repeat(100_000));
+        for (const answer of await answers) expect(answer).toMatch(/^HTTP\/1\.1 408 /);
+        await pollUntil(() => (volumes.list.every((v) => v.tempFiles().length === 0) ? true : undefined), {
+          what: 'uploads of the stalled PUTs to be removed',
+        });
+        expect(readIndexRows(stalling.dbPath).filter((row) => row.key.startsWith('stall/many/')).map((row) => row.key)).toEqual([after]);
+      } finally {
+        for (const { socket } of stalls) socket.destroy();
+      }
+    });
   });
 
   it('a crash between recording a write and renaming its uploads is finished at the next start', async () => {
