@@ -44,9 +44,10 @@ export class ReplicaFiles {
       if (file !== undefined) {
         throw new VolumeError(destination, 409, `MOVE to ${destination}: a directory holding ${file} stands there`);
       }
-      // Not atomic with the listing: a file put into this directory straight
-      // on the volume (not through mkv, whose index refuses any key below
-      // this one) between the two would be deleted with it.
+      // Not atomic with the listing. What remains possible: a file put into
+      // this directory straight on the volume (not through mkv: its index
+      // refuses any key below this one) between the two is deleted with it,
+      // and so is a dot-file, which nginx's listing never shows.
       await this.volumes.delete(`${destination}/`);
       this.logger.debug(`removed the empty directory left at ${destination}`);
       await this.volumes.move(volume + tempPath, destination);
