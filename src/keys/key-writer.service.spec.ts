@@ -306,6 +306,25 @@ describe(KeyWriter.name, () => {
       expect(await index.pendingWrites()).toEqual([]);
     });
 
+    it('keeps the old value whole when the renames succeeded only on volumes it was not on', async () => {
+      // The old value lives on [first, elsewhere] (placed under an older volume list); the
+      // new one goes to [first, second]: its rename lands on second only, replacing no old copy.
+      await put('k', 'hello');
+      const [first, second] = placement.replicasFor('k');
+      const [elsewhere] = ['http://a:1', 'http://b:2', 'http://c:3'].filter((v) => v !== first && v !== second);
+      volumes.blobs.set(placement.blobUrl('k', elsewhere), volumes.blobs.get(placement.blobUrl('k', second))!);
+      volumes.blobs.delete(placement.blobUrl('k', second));
+      await index.setVolumes('k', [first, elsewhere]);
+      const before = await index.get('k');
+      volumes.failingMoves.set(first, 409); // a directory holding a file no key owns stands there
+
+      const error = await rejection(put('k', 'world'));
+      expect([error.code, error.message]).toEqual([MkvErrorCode.KeyConflict, 'key k conflicts with an existing path on a volume']);
+      expect(volumes.contents()).toEqual({ [placement.blobUrl('k', first)]: 'hello', [placement.blobUrl('k', elsewhere)]: 'hello' });
+      expect(await index.get('k')).toEqual(before);
+      expect(await index.pendingWrites()).toEqual([]);
+    });
+
     it('reports a conflict when every rename finds a directory the index does not know', async () => {
       // A 409 on the retry too: the directory could not be removed.
       for (const volume of placement.replicasFor('k')) volumes.failingMoves.set(volume, 409);

@@ -211,10 +211,12 @@ export class KeyWriter {
 
   /**
    * Undo what a partly failed rename left. A new key loses every copy; an
-   * overwrite whose renames all failed keeps its old value everywhere. An
-   * overwrite renamed on some volumes cannot get its old bytes back there, so
-   * the index then lists exactly the replicas holding the new value, and the
-   * stale old copies elsewhere are deleted: replicas and index still agree.
+   * overwrite whose renames replaced none of its old copies (all failed, or
+   * succeeded only on volumes the old value was not on) keeps its old value
+   * everywhere. An overwrite renamed over some old copies cannot get their
+   * bytes back, so the index then lists exactly the replicas holding the new
+   * value, and the stale old copies elsewhere are deleted: replicas and index
+   * still agree.
    */
   private async rollBack(
     record: KeyRecord,
@@ -223,7 +225,7 @@ export class KeyWriter {
     previous: KeyRecord | undefined,
   ): Promise<void> {
     const notMoved = record.volumes.filter((v) => !moved.includes(v));
-    if (previous === undefined || moved.length === 0) {
+    if (previous === undefined || !previous.volumes.some((v) => moved.includes(v))) {
       // If the index cannot be put back, this throws and keeps the uploads:
       // the intent lets the next start finish the write, consistent too.
       await this.index.abortWrite(intent.id, record.key, previous);
