@@ -125,6 +125,11 @@ export function streamingAdapter(): FastifyAdapter {
   for (const method of METHODS) {
     if (method !== 'CONNECT' && !fastify.supportedMethods.includes(method)) fastify.addHttpMethod(method, { hasBody: true });
   }
+  // Expect: 100-continue. Node would send `100 Continue` before routing; the
+  // request goes through the router as any other instead, and the PUT path
+  // sends the 100 once the key is known good (KeyWriter.put), so a refused
+  // key is answered before the client sends its body.
+  fastify.server.on('checkContinue', (req, res) => fastify.server.emit('request', req, res));
   fastify.removeAllContentTypeParsers();
   fastify.addContentTypeParser('*', (_request, _payload, done) => done(null)); // handlers stream req.raw themselves
   fastify.addHook('onRequest', (request, reply, done) => {

@@ -28,6 +28,7 @@ function buildProgram(): Command {
     .option('-p, --port <port>', `port to listen on [env MKV_PORT] (default: ${CONFIG_DEFAULTS.port})`)
     .option('--host <address>', `address to bind [env MKV_HOST] (default: ${CONFIG_DEFAULTS.host})`)
     .option('--health-interval <seconds>', `seconds between probes of each volume [env MKV_HEALTH_INTERVAL] (default: ${CONFIG_DEFAULTS.healthInterval})`)
+    .option('--body-timeout <seconds>', `seconds a PUT waits for the next byte of its body (then 408) [env MKV_BODY_TIMEOUT] (default: ${CONFIG_DEFAULTS.bodyTimeout})`)
     .option('--log-requests', 'log one line per request (costs throughput) [env MKV_LOG_REQUESTS]')
     .action(async (options: ConfigInput, command: Command) => {
       const config = loadConfig({ ...command.parent!.opts<ConfigInput>(), ...options }, process.env);

@@ -1,10 +1,11 @@
 import Database from 'better-sqlite3';
 import { createHash, randomUUID } from 'node:crypto';
 import { createReadStream } from 'node:fs';
-import { connect } from 'node:net';
+import { connect, Socket } from 'node:net';
 import { join } from 'node:path';
 import { placeKey } from '../src/hashing/rendezvous';
 import { JobView, TERMINAL_STATES } from '../src/jobs/job';
+import { putExpectingContinue } from './support/expect-continue';
 import { holdWriteLock } from './support/hold-write-lock';
 import { http, keyUrl, md5 } from './support/http';
 import { readIndexRows, readPendingDeleteKeys } from './support/index-rows';
@@ -265,6 +266,138 @@ describe('failures', () => {
     const child = await put(`${key}/child`, 'new');
     expect(child.status).toBe(201);
     for (const volume of replicasOf(`${key}/child`)) expect(volume.read(`${key}/child`).toString()).toBe('new');
+  });
+
+  describe('an answer given before the body was read (issue 10: clients sending MBs got a broken pipe, not the answer)', () => {
+    /** 8 MiB sent as a client on a real network would: a MiB every 20 ms, still sending when the answer comes. */
+    const largeBody = () => new GeneratedBody(8 << 20, () => new Promise((next) => setTimeout(next, 20))) as unknown as NodeJS.ReadableStream;
+
+    beforeAll(async () => {
+      expect((await put('early/leaf', 'x')).status).toBe(201);
+    });
+
+    it('a conflicting key: the client reads 409 and its text while still sending 8 MiB', async () => {
+      const res = await put('early/leaf/child', largeBody());
+      expect(res.status).toBe(409);
+      expect(res.text).toBe('key early/leaf/child conflicts with existing key early/leaf');
+      for (const volume of volumes.list) expect(volume.has('early/leaf/child')).toBe(false);
+    });
+
+    it('a volume known down: the client reads 503 and its text while still sending 8 MiB', async () => {
+      const key = 'early/down';
+      const [, second] = replicasOf(key);
+      await second.stop();
+      await server.settleHealth(); // two failed probes: known down
+      const res = await put(key, largeBody());
+      expect(res.status).toBe(503);
+      expect(res.text).toBe(`volume ${second.url} is down`);
+      for (const volume of volumes.list) expect(volume.tempFiles()).toEqual([]);
+    });
+
+    it('a volume known down, to a client sending Expect: 100-continue: 503 first, no 100 Continue, no body sent', async () => {
+      const key = 'early/down-expect';
+      const [first] = replicasOf(key);
+      await first.stop();
+      await server.settleHealth(); // two failed probes: known down
+      const { socket, first: answer } = await putExpectingContinue(server.url, `/${key}`, 'the body');
+      socket.destroy();
+      expect(answer).toMatch(/^HTTP\/1\.1 503 /);
+      expect(answer.endsWith(`volume ${first.url} is down`)).toBe(true);
+    });
+
+    it('a client that sends its whole 8 MiB body before it reads gets the answer, not a broken pipe', async () => {
+      // As a blocking client (curl without Expect, most scripts' HTTP libraries) does.
+      const { port } = new URL(server.url);
+      // Half-open allowed: the client keeps sending after the server's FIN, as a blocking client does.
+      const socket = connect({ port: Number(port), host: '127.0.0.1', allowHalfOpen: true });
+      const received: Buffer[] = [];
+      let sent = 0;
+      let failure: NodeJS.ErrnoException | undefined;
+      socket.on('data', (chunk: Buffer) => received.push(chunk));
+      socket.on('error', (error) => (failure = error));
+      const closed = new Promise((done) => socket.on('close', done));
+      const total = 8 << 20;
+      const piece = Buffer.alloc(256 << 10, 1);
+      socket.write(`PUT /early/leaf/raw HTTP/1.1\r\nHost: x\r\nContent-Length: ${total}\r\n\r\n`);
+      for (; sent < total && !socket.destroyed; sent += piece.length) {
+        await new Promise((next) => socket.write(piece, () => setTimeout(next, 2)));
+      }
+      socket.end();
+      await closed;
+      expect(failure?.code).toBeUndefined();
+      expect(sent).toBe(total);
+      const answer = Buffer.concat(received).toString();
+      expect(answer).toMatch(/^HTTP\/1\.1 409 /);
+      expect(answer.endsWith('key early/leaf/raw conflicts with existing key early/leaf')).toBe(true);
+    });
+  });
+
+  describe('a client that stops sending its body (issue 10: it held its volume connections forever)', () => {
+    const BODY_TIMEOUT_S = 0.5;
+    let stalling: TestServer;
+    beforeAll(async () => {
+      stalling = await TestServer.start({ volumes: volumes.urls, replicas: 2, healthInterval: HEALTH_INTERVAL_S, bodyTimeout: BODY_TIMEOUT_S });
+    });
+    afterAll(() => stalling?.stop());
+
+    /** Sends the headers of a PUT and `sent` bytes of its body, then nothing; `closed` gives what came back once the server closed the connection. */
+    const stallingPut = (key: string, declared: number, sent: number) =>
+      new Promise<{ socket: Socket; closed: Promise<string> }>((started) => {
+        const { port } = new URL(stalling.url);
+        const received: Buffer[] = [];
+        const socket = connect(Number(port), '127.0.0.1');
+        const closed = new Promise<string>((done) => socket.on('close', () => done(Buffer.concat(received).toString('latin1'))));
+        socket.on('data', (chunk: Buffer) => received.push(chunk));
+        socket.on('error', () => undefined);
+        socket.write(`PUT /${key} HTTP/1.1\r\nHost: x\r\nContent-Length: ${declared}\r\n\r\n`);
+        socket.write(Buffer.alloc(sent, 7), () => started({ socket, closed }));
+      });
+
+    it.each([
+      ['streamed (1 MiB declared, 70 KB sent)', 'stall/streamed', 1 << 20, 70_000],
+      ['read whole (60 KB declared, 10 KB sent)', 'stall/small', 60_000, 10_000],
+    ])('%s: 408 and the connection closed, uploads discarded, nothing recorded; other PUTs go on meanwhile', async (_name, key, declared, sent) => {
+      const { socket, closed } = await stallingPut(key, declared, sent);
+      try {
+        // The same volumes take another write while that body is stalled.
+        const other = await http('PUT', keyUrl(stalling.url, `${key}-other`), { body: 'y'.repeat(100_000) });
+        expect(other.status).toBe(201);
+
+        const answer = await Promise.race([closed, new Promise<string>((done) => setTimeout(() => done('still open after 5 s'), 5000))]);
+        expect(answer).toMatch(/^HTTP\/1\.1 408 /);
+        expect(answer).toMatch(/\r\nconnection: close\r\n/i);
+        expect(answer.endsWith(`request body timed out: nothing received for ${BODY_TIMEOUT_S} s`)).toBe(true);
+        await pollUntil(() => (volumes.list.every((v) => v.tempFiles().length === 0) ? true : undefined), {
+          what: 'uploads of the stalled PUT to be removed',
+        });
+        for (const volume of volumes.list) expect(volume.has(key)).toBe(false);
+        expect(readIndexRows(stalling.dbPath).filter((row) => row.key === key)).toEqual([]);
+      } finally {
+        socket.destroy();
+      }
+    });
+
+    it('530 stalled clients on one volume (more than its pool of 512 connections) no longer keep another PUT there waiting', async () => {
+      const target = volumes.list[0];
+      const onTarget = (key: string) => placeKey(key, volumes.urls, 2).includes(target.url);
+      const keys = Array.from({ length: 2000 }, (_, i) => `stall/many/${i}`).filter(onTarget).slice(0, 531);
+      const after = keys.pop()!;
+      expect(keys).toHaveLength(530);
+      const stalls = await Promise.all(keys.map((key) => stallingPut(key, 1 << 20, 70_000)));
+      try {
+        const answers = Promise.all(stalls.map(({ closed }) => closed));
+        const res = await http('PUT', keyUrl(stalling.url, after), { body: 'z'.repeat(100_000) });
+        expect(res.status).toBe(201);
+        expect(target.read(after).toString()).toBe('z'.repeat(100_000));
+        for (const answer of await answers) expect(answer).toMatch(/^HTTP\/1\.1 408 /);
+        await pollUntil(() => (volumes.list.every((v) => v.tempFiles().length === 0) ? true : undefined), {
+          what: 'uploads of the stalled PUTs to be removed',
+        });
+        expect(readIndexRows(stalling.dbPath).filter((row) => row.key.startsWith('stall/many/')).map((row) => row.key)).toEqual([after]);
+      } finally {
+        for (const { socket } of stalls) socket.destroy();
+      }
+    });
   });
 
   it('a crash between recording a write and renaming its uploads is finished at the next start', async () => {

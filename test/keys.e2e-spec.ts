@@ -1,6 +1,9 @@
 import Database from 'better-sqlite3';
+import { mkdirSync, writeFileSync } from 'node:fs';
 import { placeKey } from '../src/hashing/rendezvous';
+import { putExpectingContinue } from './support/expect-continue';
 import { http, keyUrl, md5 } from './support/http';
+import { readIndexRows } from './support/index-rows';
 import { TestServer } from './support/server';
 import { TestVolumes, stopServerAndVolumes } from './support/volumes';
 
@@ -237,6 +240,41 @@ describe('key API', () => {
     });
   });
 
+  // Issue 10: Node answered `100 Continue` before the key was even looked at,
+  // so a client sent its whole body only to be refused.
+  describe('Expect: 100-continue', () => {
+    beforeAll(async () => {
+      expect((await put('expect/leaf', 'x')).status).toBe(201);
+    });
+
+    it.each([
+      ['/_admin/x', 400, 'invalid key: _admin is reserved'],
+      ['/a/.b', 400, 'invalid key: a path segment starts with .'],
+      ['/expect/leaf/child', 409, 'key expect/leaf/child conflicts with existing key expect/leaf'],
+    ])('PUT %s is answered %i before the client sends its body, without 100 Continue', async (path, status, text) => {
+      const { socket, first } = await putExpectingContinue(server.url, path, 'the body');
+      try {
+        expect(first).toMatch(new RegExp(`^HTTP/1\\.1 ${status} `));
+        expect(first).toMatch(/\r\nconnection: close\r\n/i);
+        expect(first.endsWith(text)).toBe(true);
+      } finally {
+        socket.destroy();
+      }
+      for (const volume of volumes.list) expect(volume.has('expect/leaf/child')).toBe(false);
+    });
+
+    it('a valid key receives 100 Continue, then 201 after the body', async () => {
+      const { socket, first, sendBody } = await putExpectingContinue(server.url, '/expect/fine', 'continued');
+      try {
+        expect(first).toBe('HTTP/1.1 100 Continue\r\n\r\n');
+        expect(await sendBody()).toMatch(/^HTTP\/1\.1 201 /);
+      } finally {
+        socket.destroy();
+      }
+      for (const volume of replicasOf('expect/fine')) expect(volume.read('expect/fine').toString()).toBe('continued');
+    });
+  });
+
   describe('directory/file conflicts', () => {
     it('refuses a key below an existing key with 409 and writes nothing', async () => {
       await put('tree/leaf', 'file');
@@ -259,6 +297,35 @@ describe('key API', () => {
       await http('DELETE', keyUrl(server.url, 'gone/dir/leaf'));
       expect((await put('gone/dir', 'now a file')).status).toBe(201);
       for (const volume of replicasOf('gone/dir')) expect(volume.read('gone/dir').toString()).toBe('now a file');
+    });
+
+    it('a key whose deleted descendants left nested empty directories can be written (they are cleared)', async () => {
+      await put('nested/dir/a/b/leaf', 'x');
+      await http('DELETE', keyUrl(server.url, 'nested/dir/a/b/leaf'));
+      // Where the two keys share a volume (two of three replicas: at least one), `nested/dir/a/b/` is left there.
+      const shared = replicasOf('nested/dir').filter((volume) => replicasOf('nested/dir/a/b/leaf').includes(volume));
+      expect(shared.length).toBeGreaterThan(0);
+      for (const volume of shared) expect(volume.has('nested/dir/a/b')).toBe(true);
+      expect((await put('nested/dir', 'now a file')).status).toBe(201);
+      for (const volume of replicasOf('nested/dir')) expect(volume.read('nested/dir').toString()).toBe('now a file');
+    });
+
+    // Issue 10: a 409 from MOVE used to be answered with a recursive DELETE of
+    // `foo/`, silently removing files no key owns.
+    it('a directory holding a file no key owns gives 409 and keeps that file: no silent delete', async () => {
+      const key = 'foo';
+      const [first, second] = replicasOf(key);
+      mkdirSync(first.filePath('foo'));
+      writeFileSync(first.filePath('foo/stray'), 'a blob no key owns');
+      const res = await put(key, 'x'.repeat(100_000)); // large: streamed, conflict met at the rename
+      expect(res.status).toBe(409);
+      expect(res.text).toBe('key foo conflicts with an existing path on a volume');
+      expect(first.read('foo/stray').toString()).toBe('a blob no key owns');
+      expect(second.has('foo')).toBe(false);
+      expect(readIndexRows(server.dbPath).filter((row) => row.key === key)).toEqual([]);
+      for (const volume of volumes.list) expect(volume.tempFiles()).toEqual([]);
+      expect((await put(key, 'small')).status).toBe(409); // read whole first: the same answer
+      expect(first.read('foo/stray').toString()).toBe('a blob no key owns');
     });
 
     it('a stray file on a volume where the key needs a directory gives 409, not 502, and nothing is written', async () => {

@@ -1,6 +1,7 @@
 /** What went wrong, in the domain's words; the exception filter maps each to an HTTP status. */
 export enum MkvErrorCode {
   InvalidRequest = 'invalid-request',
+  BodyTimeout = 'body-timeout',
   NotFound = 'not-found',
   MethodNotAllowed = 'method-not-allowed',
   MustUnlinkFirst = 'must-unlink-first',

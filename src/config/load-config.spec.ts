@@ -24,6 +24,7 @@ describe(loadConfig.name, () => {
       port: 3000,
       host: '127.0.0.1',
       healthInterval: 2,
+      bodyTimeout: 30,
       logLevel: 'info',
       logRequests: false,
     });
@@ -42,6 +43,7 @@ describe(loadConfig.name, () => {
         MKV_PORT: '8080',
         MKV_HOST: '0.0.0.0',
         MKV_HEALTH_INTERVAL: '0.5',
+        MKV_BODY_TIMEOUT: '12.5',
         MKV_LOG_LEVEL: 'debug',
         MKV_LOG_REQUESTS: 'yes',
       },
@@ -56,6 +58,7 @@ describe(loadConfig.name, () => {
       port: 8080,
       host: '0.0.0.0',
       healthInterval: 0.5,
+      bodyTimeout: 12.5,
       logLevel: 'debug',
       logRequests: true,
     });
@@ -147,6 +150,9 @@ describe(loadConfig.name, () => {
     [{ fallback: 'ftp://old:21' }, 'invalid --fallback: must be an http:// or https:// URL'],
     [{ db: '' }, 'invalid --db: must name a file'],
     [{ host: '' }, 'invalid --host: must name an interface'],
+    [{ bodyTimeout: '0' }, 'invalid --body-timeout: must be at least 0.1 seconds'],
+    [{ bodyTimeout: '3601' }, 'invalid --body-timeout: must be at most 3600 seconds'],
+    [{ bodyTimeout: '30s' }, "invalid --body-timeout: '30s' is not a number"],
   ])('rejects %j with a message naming the option', (flags, message) => {
     const error = configError({ volumes: 'a:1', ...flags });
     expect(error).toBeInstanceOf(ConfigError);

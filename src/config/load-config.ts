@@ -16,6 +16,7 @@ export interface ConfigInput {
   port?: string | number;
   host?: string;
   healthInterval?: string | number;
+  bodyTimeout?: string | number;
   logLevel?: string;
   logRequests?: string | boolean;
 }
@@ -27,6 +28,7 @@ export const CONFIG_DEFAULTS = {
   port: 3000,
   host: '127.0.0.1',
   healthInterval: 2,
+  bodyTimeout: 30,
   logLevel: 'info',
 } as const;
 
@@ -41,6 +43,7 @@ export const CONFIG_ENV: Record<keyof ConfigInput, string> = {
   port: 'MKV_PORT',
   host: 'MKV_HOST',
   healthInterval: 'MKV_HEALTH_INTERVAL',
+  bodyTimeout: 'MKV_BODY_TIMEOUT',
   logLevel: 'MKV_LOG_LEVEL',
   logRequests: 'MKV_LOG_REQUESTS',
 };
@@ -55,6 +58,7 @@ const OPTION_NAMES: Record<keyof ConfigInput, string> = {
   port: '--port',
   host: '--host',
   healthInterval: '--health-interval',
+  bodyTimeout: '--body-timeout',
   logLevel: '--log-level',
   logRequests: '--log-requests',
 };
@@ -78,6 +82,7 @@ export function loadConfig(flags: ConfigInput, env: NodeJS.ProcessEnv = {}): Mkv
     port: toInteger('port', pick('port') ?? CONFIG_DEFAULTS.port),
     host: pick('host') ?? CONFIG_DEFAULTS.host,
     healthInterval: toNumber('healthInterval', pick('healthInterval') ?? CONFIG_DEFAULTS.healthInterval),
+    bodyTimeout: toNumber('bodyTimeout', pick('bodyTimeout') ?? CONFIG_DEFAULTS.bodyTimeout),
     logLevel: pick('logLevel') ?? CONFIG_DEFAULTS.logLevel,
     logRequests: toBoolean('logRequests', pick('logRequests') ?? false),
   };

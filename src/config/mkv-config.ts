@@ -49,6 +49,16 @@ export class MkvConfig {
   @Max(3600, { message: 'must be at most 3600 seconds' })
   healthInterval: number;
 
+  /**
+   * Seconds a PUT waits for the next byte of its body before giving up on it
+   * (408, the uploads discarded): a client that stops sending must not hold
+   * its volume connections forever.
+   */
+  @IsNumber({}, { message: 'must be a number of seconds' })
+  @Min(0.1, { message: 'must be at least 0.1 seconds' })
+  @Max(3600, { message: 'must be at most 3600 seconds' })
+  bodyTimeout: number;
+
   @IsIn(LOG_LEVELS, { message: `must be one of ${LOG_LEVELS.join(', ')}` })
   logLevel: LogLevel;
 

@@ -115,13 +115,17 @@ describe(KeyWriter.name, () => {
       for (const url of urls) expect(url).toMatch(/^http:\/\/[a-c]:[1-3]\/sv[0-9A-F]{2}\/k$/);
     });
 
-    it('replaces a directory a deleted key left behind at its path', async () => {
+    it('refuses with a conflict a directory at its path that holds a file no key owns, and keeps that file', async () => {
+      // The fake volume models a directory by what is under it; an empty leftover directory is cleared (keys.e2e-spec.ts).
       const [volume] = placement.replicasFor('a');
-      const leftover = `${placement.blobUrl('a', volume)}/b`;
-      volumes.blobs.set(leftover, Buffer.from('orphan'));
+      const stray = `${placement.blobUrl('a', volume)}/b`;
+      volumes.blobs.set(stray, Buffer.from('orphan'));
 
-      await expect(put('a', 'hello')).resolves.toEqual({ created: true });
-      expect(volumes.contents()).toEqual(replicasHolding('a', 'hello'));
+      const error = await rejection(put('a', 'hello'));
+      expect([error.code, error.message]).toEqual([MkvErrorCode.KeyConflict, 'key a conflicts with an existing path on a volume']);
+      expect(volumes.contents()).toEqual({ [stray]: 'orphan' });
+      expect(await index.get('a')).toBeUndefined();
+      expect(await index.pendingWrites()).toEqual([]);
     });
   });
 
@@ -302,6 +306,25 @@ describe(KeyWriter.name, () => {
       expect(await index.pendingWrites()).toEqual([]);
     });
 
+    it('keeps the old value whole when the renames succeeded only on volumes it was not on', async () => {
+      // The old value lives on [first, elsewhere] (placed under an older volume list); the
+      // new one goes to [first, second]: its rename lands on second only, replacing no old copy.
+      await put('k', 'hello');
+      const [first, second] = placement.replicasFor('k');
+      const [elsewhere] = ['http://a:1', 'http://b:2', 'http://c:3'].filter((v) => v !== first && v !== second);
+      volumes.blobs.set(placement.blobUrl('k', elsewhere), volumes.blobs.get(placement.blobUrl('k', second))!);
+      volumes.blobs.delete(placement.blobUrl('k', second));
+      await index.setVolumes('k', [first, elsewhere]);
+      const before = await index.get('k');
+      volumes.failingMoves.set(first, 409); // a directory holding a file no key owns stands there
+
+      const error = await rejection(put('k', 'world'));
+      expect([error.code, error.message]).toEqual([MkvErrorCode.KeyConflict, 'key k conflicts with an existing path on a volume']);
+      expect(volumes.contents()).toEqual({ [placement.blobUrl('k', first)]: 'hello', [placement.blobUrl('k', elsewhere)]: 'hello' });
+      expect(await index.get('k')).toEqual(before);
+      expect(await index.pendingWrites()).toEqual([]);
+    });
+
     it('reports a conflict when every rename finds a directory the index does not know', async () => {
       // A 409 on the retry too: the directory could not be removed.
       for (const volume of placement.replicasFor('k')) volumes.failingMoves.set(volume, 409);
@@ -350,13 +373,14 @@ describe(KeyWriter.name, () => {
       expect(await index.pendingWrites()).toEqual([]);
     });
 
-    it('clears a directory a deleted key left at the path, as a live write does', async () => {
+    it('leaves a directory holding a file no key owns where the upload should go, and keeps the intent for the next start', async () => {
       const record = await crashAfterBegin('a', 'hello');
-      // The fake volume models a directory by what is under it: an unindexed file left below `a/`.
-      volumes.blobs.set(`${placement.blobUrl('a', record.volumes[0])}/b`, Buffer.from('left behind'));
+      // The fake volume models a directory by what is under it: an unindexed file below `a/`.
+      const stray = `${placement.blobUrl('a', record.volumes[0])}/b`;
+      volumes.blobs.set(stray, Buffer.from('left behind'));
       await writer.recoverPendingWrites();
-      expect(await index.pendingWrites()).toEqual([]);
-      expect(volumes.contents()).toEqual(replicasHolding('a', 'hello'));
+      expect(await index.pendingWrites()).toHaveLength(1);
+      expect(volumes.contents()[stray]).toBe('left behind');
     });
 
     it('keeps the intent for the next start while a volume is unreachable', async () => {

@@ -12,6 +12,7 @@ import { VOLUME_CLIENT, VolumeClient, VolumeError } from '../volumes/volume-clie
 import { valueWritten, ValueWrittenEvent } from '../metrics/channels';
 import { KeyLocks } from './key-locks';
 import { ReplicaFiles } from './replica-files.service';
+import { BodyTimeoutError, readBody } from './request-body';
 
 export interface WriteResult {
   /** False when the PUT replaced a live value. */
@@ -58,7 +59,12 @@ export class KeyWriter {
     private readonly health: VolumeHealth,
   ) {}
 
-  async put(key: string, body: Readable, declaredLength: number | undefined): Promise<WriteResult> {
+  /**
+   * `sendContinue` is given for a client that waits for `100 Continue` before
+   * it sends the body: it is called once the write can go ahead (the key free
+   * of conflicts, its volumes not known down), right before the body is read.
+   */
+  async put(key: string, body: Readable, declaredLength: number | undefined, sendContinue?: () => void): Promise<WriteResult> {
     if (declaredLength === 0) throw emptyValue();
     const targets = this.placement.replicasFor(key);
     if (targets.length < this.config.replicas) {
@@ -71,15 +77,17 @@ export class KeyWriter {
     const down = targets.find((volume) => this.health.isDown(volume));
     if (down !== undefined) throw new MkvError(MkvErrorCode.VolumeDown, `volume ${down} is down`);
     const small = declaredLength !== undefined && declaredLength <= SMALL_VALUE_BYTES;
-    if (!small) {
+    if (!small || sendContinue !== undefined) {
       // Checked again, atomically, when the record is written; this early check
       // refuses a conflicting key before a single byte of a large value reaches
-      // a volume. A small value is cheaper to upload and discard on a conflict
-      // (a client error) than to check twice on every write.
+      // a volume, or before a client waiting for `100 Continue` sends one. A
+      // small value is cheaper to upload and discard on a conflict (a client
+      // error) than to check twice on every write.
       const conflict = await this.index.findConflict(key);
       if (conflict !== undefined) throw keyConflict(key, conflict);
     }
 
+    sendContinue?.();
     const upload = small ? await this.uploadSmall(body, targets) : await this.upload(body, targets, declaredLength);
     if (upload.size === 0) {
       await this.files.discard(targets, upload.tempPath);
@@ -102,14 +110,13 @@ export class KeyWriter {
     };
 
     const pump = async () => {
-      for await (const chunk of body as AsyncIterable<Buffer>) {
-        if (abort.signal.aborted) return;
+      await readBody(body, { idleSeconds: this.config.bodyTimeout, signal: abort.signal }, (chunk) => {
         md5.update(chunk);
         size += chunk.length;
         // Move at the pace of the slowest volume: memory stays at a few chunks.
         const drains = sinks.filter((sink) => !sink.write(chunk)).map((sink) => once(sink, 'drain', { signal: abort.signal }));
-        if (drains.length > 0) await Promise.all(drains);
-      }
+        return drains.length > 0 ? Promise.all(drains) : undefined;
+      });
       for (const sink of sinks) sink.end();
     };
     const puts = targets.map((volume, i) => this.putOn(volume, tempPath, sinks[i], { length, signal: abort.signal }));
@@ -124,12 +131,13 @@ export class KeyWriter {
    * breaks off fails before anything reaches a volume.
    */
   private async uploadSmall(body: Readable, targets: string[]): Promise<Upload> {
-    let value: Buffer;
+    const chunks: Buffer[] = [];
     try {
-      value = await readWhole(body);
+      await readBody(body, { idleSeconds: this.config.bodyTimeout }, (chunk) => void chunks.push(chunk));
     } catch (error) {
       throw bodyNotReceived(error);
     }
+    const value = chunks.length === 1 ? chunks[0] : Buffer.concat(chunks);
     const tempPath = this.files.newTempPath();
     const outcomes = await Promise.allSettled(targets.map((volume) => this.putOn(volume, tempPath, value, { length: value.length })));
     const failed = outcomes.find((outcome) => outcome.status === 'rejected');
@@ -203,10 +211,12 @@ export class KeyWriter {
 
   /**
    * Undo what a partly failed rename left. A new key loses every copy; an
-   * overwrite whose renames all failed keeps its old value everywhere. An
-   * overwrite renamed on some volumes cannot get its old bytes back there, so
-   * the index then lists exactly the replicas holding the new value, and the
-   * stale old copies elsewhere are deleted: replicas and index still agree.
+   * overwrite whose renames replaced none of its old copies (all failed, or
+   * succeeded only on volumes the old value was not on) keeps its old value
+   * everywhere. An overwrite renamed over some old copies cannot get their
+   * bytes back, so the index then lists exactly the replicas holding the new
+   * value, and the stale old copies elsewhere are deleted: replicas and index
+   * still agree.
    */
   private async rollBack(
     record: KeyRecord,
@@ -215,7 +225,7 @@ export class KeyWriter {
     previous: KeyRecord | undefined,
   ): Promise<void> {
     const notMoved = record.volumes.filter((v) => !moved.includes(v));
-    if (previous === undefined || moved.length === 0) {
+    if (previous === undefined || !previous.volumes.some((v) => moved.includes(v))) {
       // If the index cannot be put back, this throws and keeps the uploads:
       // the intent lets the next start finish the write, consistent too.
       await this.index.abortWrite(intent.id, record.key, previous);
@@ -262,35 +272,6 @@ export class KeyWriter {
   }
 }
 
-/** The whole body (of a request that declared a small length), or the error that broke it off. */
-function readWhole(body: Readable): Promise<Buffer> {
-  return new Promise((resolve, reject) => {
-    if (body.destroyed || body.readableEnded) {
-      reject(new Error(body.readableEnded ? 'body already read' : 'aborted'));
-      return;
-    }
-    const chunks: Buffer[] = [];
-    let size = 0;
-    const onData = (chunk: Buffer) => {
-      chunks.push(chunk);
-      size += chunk.length;
-    };
-    const onEnd = () => {
-      settle();
-      resolve(chunks.length === 1 ? chunks[0] : Buffer.concat(chunks, size));
-    };
-    const onError = (error: Error) => {
-      settle();
-      reject(error);
-    };
-    const onClose = () => onError(new Error('aborted')); // closed before its end
-    const settle = () => {
-      body.off('data', onData).off('end', onEnd).off('error', onError).off('close', onClose);
-    };
-    body.on('data', onData).once('end', onEnd).once('error', onError).once('close', onClose);
-  });
-}
-
 function isPathConflict(error: unknown): boolean {
   // 409: a directory stands at the key's path; 404 (with our upload present):
   // a file stands where the key needs a directory.
@@ -306,6 +287,7 @@ function emptyValue(): MkvError {
 }
 
 function bodyNotReceived(cause: unknown): MkvError {
+  if (cause instanceof BodyTimeoutError) return new MkvError(MkvErrorCode.BodyTimeout, `request body timed out: ${cause.message}`);
   // The client went away or sent a broken body; it will not read an answer.
   return new MkvError(MkvErrorCode.InvalidRequest, `request body not received: ${(cause as Error)?.message}`);
 }

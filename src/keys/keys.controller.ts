@@ -51,7 +51,7 @@ export class KeysController {
 
   @Put('*')
   async put(@RawPath() path: string, @Req() request: FastifyRequest, @Res({ passthrough: true }) reply: FastifyReply) {
-    const { created } = await this.writer.put(parseKey(path), request.raw, declaredLength(request));
+    const { created } = await this.writer.put(parseKey(path), request.raw, declaredLength(request), continueSender(request, reply));
     reply.status(created ? 201 : 204);
   }
 
@@ -113,4 +113,10 @@ function declaredLength(request: FastifyRequest): number | undefined {
   const header = request.headers['content-length'];
   if (header !== undefined) return Number(header);
   return request.headers['transfer-encoding'] === undefined ? 0 : undefined;
+}
+
+/** What sends `100 Continue` to a client that waits for it before sending its body (see http.ts); undefined for any other. */
+function continueSender(request: FastifyRequest, reply: FastifyReply): (() => void) | undefined {
+  const expectsContinue = request.raw.httpVersion === '1.1' && /(?:^|\W)100-continue(?:$|\W)/i.test(request.headers.expect ?? '');
+  return expectsContinue ? () => reply.raw.writeContinue() : undefined;
 }

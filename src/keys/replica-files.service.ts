@@ -25,10 +25,14 @@ export class ReplicaFiles {
   }
 
   /**
-   * Renames an upload to the key's path. A directory still standing there
-   * holds no key (the caller holds the key's lock and the index, which refuses
-   * `a` next to `a/b`, has the key): it is what a deleted key `a/b` leaves
-   * behind for `a`, so it is removed and the rename tried again.
+   * Renames an upload to the key's path. A directory standing there holds no
+   * key (the caller holds the key's lock, and the index, which refuses `a`
+   * next to `a/b`, has the key): if it holds no file either, it is what
+   * deleted keys below it left behind (`a/` after `DELETE a/b`, `a/x/` after
+   * `DELETE a/x/y`), so it is removed and the rename tried again. A directory
+   * holding a file is left alone and the 409 stands: that file is no key's
+   * (a blob whose delete failed, or a key a rebuild has yet to find), and
+   * WebDAV's DELETE of a directory is recursive.
    */
   async moveIntoPlace(key: string, volume: string, tempPath: string): Promise<void> {
     const destination = this.placement.blobUrl(key, volume);
@@ -36,9 +40,32 @@ export class ReplicaFiles {
       await this.volumes.move(volume + tempPath, destination);
     } catch (error) {
       if (!(error instanceof VolumeError) || error.status !== 409) throw error;
+      const file = await this.firstFileUnder(`${destination}/`);
+      if (file !== undefined) {
+        throw new VolumeError(destination, 409, `MOVE to ${destination}: a directory holding ${file} stands there`);
+      }
+      // Not atomic with the listing. What remains possible: a file put into
+      // this directory straight on the volume (not through mkv: its index
+      // refuses any key below this one) between the two is deleted with it,
+      // and so is a dot-file, which nginx's listing never shows.
       await this.volumes.delete(`${destination}/`);
+      this.logger.debug(`removed the empty directory left at ${destination}`);
       await this.volumes.move(volume + tempPath, destination);
     }
+  }
+
+  /** The URL of a file somewhere below `directory` (a URL ending with '/'), or undefined when it holds only directories. */
+  private async firstFileUnder(directory: string): Promise<string | undefined> {
+    const pending = [directory];
+    while (pending.length > 0) {
+      const dir = pending.pop()!;
+      for await (const entry of this.volumes.list(dir)) {
+        const url = `${dir}${encodeURIComponent(entry.name)}`;
+        if (entry.type === 'file') return url;
+        pending.push(`${url}/`);
+      }
+    }
+    return undefined;
   }
 
   /** Best-effort removal of uploads that will never be renamed. */
