@@ -1,5 +1,6 @@
 import { http, keyUrl, md5 } from './support/http';
 import { runMkv, ServerProcess } from './support/cli';
+import { pollUntil } from './support/poll-until';
 import { GeneratedBody } from './support/streams';
 import { freePort, TestVolumes } from './support/volumes';
 
@@ -76,6 +77,11 @@ describe('mkv CLI', () => {
     try {
       const put = http('PUT', keyUrl(server.url, 'in/flight'), { body, headers: { 'content-length': String(4 << 20) } });
       await halfSent;
+      // Half the body has left the client; the server may not have read its
+      // headers yet (on a loaded machine), and a request that arrives once the
+      // shutdown began is answered 503. In flight means both volumes are
+      // receiving the upload.
+      await pollUntil(() => (volumes.list.every((volume) => volume.bodiesReceiving() > 0) ? true : undefined), { what: 'the upload to reach both volumes' });
       const exited = new Promise((done) => server.child.once('exit', (code, signal) => done({ code, signal })));
       server.child.kill('SIGTERM');
       await new Promise((done) => setTimeout(done, 500)); // the shutdown is under way

@@ -195,8 +195,7 @@ describe('volume health', () => {
         sockets.push(socket);
       }
       // nginx spools each body it is receiving into a file: 512 of them is a full pool on that volume.
-      const spooled = () => readdirSync(stuck.filePath('.nginx-body'), { recursive: true, withFileTypes: true }).filter((e) => e.isFile()).length;
-      await pollUntil(() => (spooled() >= 512 ? true : undefined), { what: '512 stalled uploads on one volume', timeoutMs: 30_000 });
+      await pollUntil(() => (stuck.bodiesReceiving() >= 512 ? true : undefined), { what: '512 stalled uploads on one volume', timeoutMs: 30_000 });
 
       await everyVolumeProbed(3, 5000);
       expect(await stateOf(stuck.url)).toBe('up'); // its probes get their own connection, and nginx answers them

@@ -52,6 +52,11 @@ export class TestVolume {
     return readFileSync(this.filePath(relative));
   }
 
+  /** Request bodies nginx is receiving right now (it spools each to a file until the body is complete). */
+  bodiesReceiving(): number {
+    return readdirSync(this.filePath('.nginx-body'), { recursive: true, withFileTypes: true }).filter((entry) => entry.isFile()).length;
+  }
+
   /** Uploads still under their temporary names; a volume that never took a write has no /.mkv-tmp at all. */
   tempFiles(): string[] {
     return this.has('.mkv-tmp') ? readdirSync(this.filePath('.mkv-tmp')) : [];
