@@ -91,6 +91,7 @@ export function streamingAdapter(): FastifyAdapter {
     exposeHeadRoutes: false,
     routerOptions: { maxParamLength: 16_384 },
     requestTimeout: 0,
+    return503OnClosing: false, // answered by the onRequest hook below, in plain text
     // The caller's X-Request-Id, or a new one; every log line of the request carries it.
     requestIdHeader: 'x-request-id',
     genReqId: () => randomUUID(),
@@ -132,8 +133,16 @@ export function streamingAdapter(): FastifyAdapter {
   fastify.server.on('checkContinue', (req, res) => fastify.server.emit('request', req, res));
   fastify.removeAllContentTypeParsers();
   fastify.addContentTypeParser('*', (_request, _payload, done) => done(null)); // handlers stream req.raw themselves
+  // A request that arrives on a busy keep-alive connection once the shutdown
+  // began is refused, in plain text like every other error (Fastify's own
+  // answer, return503OnClosing, is JSON).
+  let closing = false;
   fastify.addHook('onRequest', (request, reply, done) => {
     reply.header('x-request-id', request.id);
+    if (closing) {
+      void reply.status(503).header('content-type', 'text/plain; charset=utf-8').header('connection', 'close').send('server is shutting down');
+      return;
+    }
     done();
   });
   // On close the server waits for every connection; Fastify closes the idle
@@ -141,6 +150,7 @@ export function streamingAdapter(): FastifyAdapter {
   // in flight then would hold the exit for the 72 s keep-alive timeout: close
   // each as it goes idle. (A timer, not a per-request hook: nothing on the hot path.)
   fastify.addHook('preClose', (done) => {
+    closing = true;
     const reaper = setInterval(() => fastify.server.closeIdleConnections(), 100).unref(); // never what keeps the process up
     fastify.server.once('close', () => clearInterval(reaper));
     done();

@@ -252,3 +252,47 @@ describe('HTTP edges', () => {
     });
   });
 });
+
+/**
+ * A request that reaches a server already shutting down (pipelined behind a
+ * PUT still in flight, the one kind of connection the shutdown keeps open)
+ * is refused in plain text; the PUT in flight still finishes.
+ */
+describe('HTTP edges: a request during shutdown', () => {
+  let volumes: TestVolumes;
+  let server: TestServer;
+
+  beforeAll(async () => {
+    volumes = await TestVolumes.start(2);
+    server = await TestServer.start({ volumes: volumes.urls, replicas: 2 });
+  });
+  afterAll(() => stopServerAndVolumes(server, volumes));
+
+  it('answers 503 "server is shutting down" as plain text, after the PUT in flight got its 201', async () => {
+    const { port } = new URL(server.url);
+    const socket = connect(Number(port), '127.0.0.1');
+    const received: Buffer[] = [];
+    socket.on('data', (chunk: Buffer) => received.push(chunk));
+    const closed = new Promise<void>((done) => socket.on('close', () => done()));
+    socket.on('error', () => undefined);
+    const half = Buffer.alloc(1 << 20, 'a');
+    socket.write(`PUT /shutdown/in-flight HTTP/1.1\r\nHost: x\r\nContent-Length: ${2 * half.length}\r\n\r\n`);
+    socket.write(half);
+    await pollUntil(() => (volumes.list.every((volume) => volume.bodiesReceiving() > 0) ? true : undefined), { what: 'the upload to reach both volumes' });
+
+    const stopping = server.stop();
+    // Once the listener is closed the shutdown is under way: no new connection is taken.
+    await pollUntil(async () => ((await http('GET', `${server.url}/_admin/health`).catch(() => undefined)) === undefined ? true : undefined), {
+      what: 'the server to stop listening',
+    });
+    socket.write(Buffer.concat([half, Buffer.from('GET /shutdown/in-flight HTTP/1.1\r\nHost: x\r\n\r\n')]));
+    await closed;
+    await stopping;
+
+    const answers = Buffer.concat(received).toString().split(/(?=HTTP\/1\.1 )/);
+    expect(answers.map((answer) => answer.split('\r\n')[0])).toEqual(['HTTP/1.1 201 Created', 'HTTP/1.1 503 Service Unavailable']);
+    expect(answers[1]).toMatch(/\r\ncontent-type: text\/plain; charset=utf-8\r\n/i);
+    expect(answers[1].endsWith('\r\n\r\nserver is shutting down')).toBe(true);
+    for (const volume of volumes.list) expect(volume.read('shutdown/in-flight').length).toBe(2 * half.length);
+  });
+});
