@@ -32,6 +32,14 @@ export class MkvError extends Error {
     return new MkvError(MkvErrorCode.NotFound, 'not found');
   }
 
+  /** A failure of the index's database as clients read it: `database error: <the driver's message>`. */
+  static database(error: unknown): MkvError {
+    if (error instanceof MkvError) return error;
+    // TypeORM's QueryFailedError prefixes the driver's message with its class name ("SqliteError: ...").
+    const cause = (error as { driverError?: unknown })?.driverError ?? error;
+    return new MkvError(MkvErrorCode.DatabaseError, `database error: ${(cause as Error)?.message ?? String(cause)}`);
+  }
+
   static methodNotAllowed(method: string, allowed: readonly string[]): MkvError {
     return new MkvError(MkvErrorCode.MethodNotAllowed, `method ${method} not allowed (allowed: ${allowed.join(', ')})`, allowed);
   }

@@ -2,7 +2,7 @@ import { Injectable } from '@nestjs/common';
 import { InjectDataSource } from '@nestjs/typeorm';
 import type { Database, Statement } from 'better-sqlite3';
 import { DataSource } from 'typeorm';
-import { MkvError, MkvErrorCode } from '../common/mkv-error';
+import { MkvError } from '../common/mkv-error';
 import type { BeganWrite, IndexUsage, KeyIndex } from './key-index';
 import type { FoundBlob, KeyRecord, KeyState, ListOptions, WriteIntent } from './key-record';
 import { KeyEntity } from './key.entity';
@@ -139,12 +139,12 @@ export class SqliteKeyIndex implements KeyIndex {
     try {
       this.commitGroup(group, outcomes);
     } catch (error) {
-      for (const { reject } of group) reject(databaseError(error));
+      for (const { reject } of group) reject(MkvError.database(error));
       return;
     }
     group.forEach(({ resolve, reject }, i) => {
       const outcome = outcomes[i];
-      if ('error' in outcome) reject(databaseError(outcome.error));
+      if ('error' in outcome) reject(MkvError.database(outcome.error));
       else resolve(outcome.value);
     });
   };
@@ -258,7 +258,7 @@ export class SqliteKeyIndex implements KeyIndex {
     try {
       return (await query.getRawMany<{ key: string }>()).map((row) => row.key);
     } catch (error) {
-      throw databaseError(error);
+      throw MkvError.database(error);
     }
   }
 
@@ -450,7 +450,7 @@ export class SqliteKeyIndex implements KeyIndex {
     try {
       return work();
     } catch (error) {
-      throw databaseError(error);
+      throw MkvError.database(error);
     }
   }
 }
@@ -480,14 +480,6 @@ export function prefixUpperBound(prefix: string): string | undefined {
     }
   }
   return undefined;
-}
-
-/** An index failure as the domain error clients read: `database error: <SQLite's message>`. */
-export function databaseError(error: unknown): MkvError {
-  if (error instanceof MkvError) return error;
-  // TypeORM's QueryFailedError prefixes the driver's message with its class name ("SqliteError: ...").
-  const cause = (error as { driverError?: unknown })?.driverError ?? error;
-  return new MkvError(MkvErrorCode.DatabaseError, `database error: ${(cause as Error)?.message ?? String(cause)}`);
 }
 
 function splitVolumes(volumes: string): string[] {

@@ -1,7 +1,7 @@
 import { Injectable } from '@nestjs/common';
 import { InjectDataSource } from '@nestjs/typeorm';
 import { DataSource, In, MoreThan, Repository } from 'typeorm';
-import { databaseError } from '../index/sqlite-key-index.repository';
+import { MkvError } from '../common/mkv-error';
 import type { JobView, PlannedMove } from './job';
 import { JobEntity } from './job.entity';
 import { JobPlanEntity } from './job-plan.entity';
@@ -57,6 +57,6 @@ async function guard<T>(query: Promise<T>): Promise<T> {
   try {
     return await query;
   } catch (error) {
-    throw databaseError(error);
+    throw MkvError.database(error);
   }
 }
