@@ -7,6 +7,7 @@ import { placeKey } from '../src/hashing/rendezvous';
 import { JobView, TERMINAL_STATES } from '../src/jobs/job';
 import { putExpectingContinue } from './support/expect-continue';
 import { holdWriteLock } from './support/hold-write-lock';
+import { jobFinished } from './support/jobs';
 import { http, keyUrl, md5 } from './support/http';
 import { readIndexRows, readPendingDeleteKeys } from './support/index-rows';
 import { pollUntil } from './support/poll-until';
@@ -150,10 +151,7 @@ describe('failures', () => {
     expect(listed.filter((job) => !TERMINAL_STATES.includes(job.state))).toEqual([]);
     const next = await http('POST', `${server.url}/_admin/rebalance?dryRun=true`);
     expect(`${next.status} ${next.status === 202 ? '' : next.text}`).toBe('202 ');
-    const job = await pollUntil(async () => {
-      const view = JSON.parse((await http('GET', `${server.url}${next.headers.location}`)).text) as JobView;
-      return TERMINAL_STATES.includes(view.state) ? view : undefined;
-    }, { what: 'the next job to finish' });
+    const job = await jobFinished(server.url, next.headers.location);
     expect(job.state).toBe('succeeded');
   });
 
@@ -187,10 +185,7 @@ describe('failures', () => {
       const res = await http('POST', `${server.url}/_admin/rebalance?dryRun=true`);
       await lock.released;
       expect(`${res.status} ${res.status === 202 ? '' : res.text}`).toBe('202 ');
-      const job = await pollUntil(async () => {
-        const view = JSON.parse((await http('GET', `${server.url}${res.headers.location}`)).text) as JobView;
-        return TERMINAL_STATES.includes(view.state) ? view : undefined;
-      }, { what: 'the dry run to finish' });
+      const job = await jobFinished(server.url, res.headers.location);
       expect(job.state).toBe('succeeded');
     });
   });

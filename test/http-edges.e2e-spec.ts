@@ -1,7 +1,8 @@
 import { connect } from 'node:net';
 import { join } from 'node:path';
-import { TERMINAL_STATES, type JobView } from '../src/jobs/job';
+import type { JobView } from '../src/jobs/job';
 import { http, keyUrl } from './support/http';
+import { jobFinished } from './support/jobs';
 import { pollUntil } from './support/poll-until';
 import { TestServer } from './support/server';
 import { TestVolumes, stopServerAndVolumes } from './support/volumes';
@@ -208,13 +209,7 @@ describe('HTTP edges', () => {
         body: 'method UNLINK not allowed (allowed: GET, DELETE)',
       });
 
-      const view = await pollUntil(
-        async () => {
-          const job = await getJob(id);
-          return TERMINAL_STATES.includes(job.state) ? job : undefined;
-        },
-        { timeoutMs: 30_000, what: `job ${id} to finish` },
-      );
+      const view = await jobFinished(server.url, `/_admin/jobs/${id}`);
       expect(view.state).toBe('succeeded');
       expect(view.counters.failed).toBe(0);
       expect(view.counters.moved + view.counters.skipped).toBe(150);

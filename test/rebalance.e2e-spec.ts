@@ -7,6 +7,7 @@ import { TERMINAL_STATES, type JobView, type PlannedMove } from '../src/jobs/job
 import { ServerProcess } from './support/cli';
 import { http, keyUrl, md5, type TestResponse } from './support/http';
 import { readIndexRows } from './support/index-rows';
+import { jobFinished } from './support/jobs';
 import { pollUntil } from './support/poll-until';
 import { TestServer } from './support/server';
 import { freePort, TestVolume, TestVolumes } from './support/volumes';
@@ -120,14 +121,8 @@ async function listJobs(server: TestServer): Promise<JobView[]> {
   return (JSON.parse(res.text) as { jobs: JobView[] }).jobs;
 }
 
-async function finished(server: TestServer, id: string): Promise<JobView> {
-  return pollUntil(
-    async () => {
-      const view = await getJob(server, id);
-      return TERMINAL_STATES.includes(view.state) ? view : undefined;
-    },
-    { timeoutMs: 30_000, what: `job ${id} to finish` },
-  );
+function finished(server: TestServer, id: string): Promise<JobView> {
+  return jobFinished(server.url, `/_admin/jobs/${id}`);
 }
 
 async function runRebalance(server: TestServer, query = 'dryRun=false'): Promise<JobView> {

@@ -2,9 +2,10 @@ import Database from 'better-sqlite3';
 import { mkdirSync, readdirSync, rmSync, statSync, utimesSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { blobUrl, placeKey, subvolumeDir, subvolumeOf } from '../src/hashing/rendezvous';
-import { JobView, TERMINAL_STATES } from '../src/jobs/job';
+import type { JobView } from '../src/jobs/job';
 import { http, keyUrl, md5 } from './support/http';
 import { IndexRow, readIndexRows } from './support/index-rows';
+import { jobAt, jobFinished } from './support/jobs';
 import { pollUntil } from './support/poll-until';
 import { TestServer } from './support/server';
 import { TestVolume, TestVolumes, stopServerAndVolumes } from './support/volumes';
@@ -74,20 +75,8 @@ async function startJob(server: TestServer, path = '/_admin/rebuild'): Promise<s
   return res.headers.location;
 }
 
-async function jobAt(server: TestServer, location: string): Promise<JobView> {
-  const res = await http('GET', `${server.url}${location}`);
-  expect(res.status).toBe(200);
-  return JSON.parse(res.text) as JobView;
-}
-
-async function finished(server: TestServer, location: string): Promise<JobView> {
-  return pollUntil(
-    async () => {
-      const job = await jobAt(server, location);
-      return TERMINAL_STATES.includes(job.state) ? job : undefined;
-    },
-    { timeoutMs: 20_000, what: `job ${location} to finish` },
-  );
+function finished(server: TestServer, location: string): Promise<JobView> {
+  return jobFinished(server.url, location, 20_000);
 }
 
 async function rebuild(server: TestServer): Promise<JobView> {
@@ -371,7 +360,7 @@ describe('rebuild', () => {
       const location = await startJob(server);
       // Wait until the walk is under way (a volume listed), then write.
       await pollUntil(async () => {
-        const job = await jobAt(server, location);
+        const job = await jobAt(server.url, location);
         return job.progress.phase === 'listing volumes' && job.progress.done >= 1 ? true : undefined;
       });
       const [overwrite, del, created, unlink] = await Promise.all([
@@ -382,7 +371,7 @@ describe('rebuild', () => {
       ]);
       expect([overwrite.status, del.status, created.status, unlink.status]).toEqual([204, 204, 201, 204]);
       // The writes really overlapped the job.
-      expect((await jobAt(server, location)).state).toBe('running');
+      expect((await jobAt(server.url, location)).state).toBe('running');
 
       const job = await finished(server, location);
       expect(job.state).toBe('succeeded');
