@@ -1,8 +1,8 @@
 import 'reflect-metadata';
 import { Command, CommanderError, Option } from 'commander';
 import { CONFIG_DEFAULTS, ConfigError, ConfigInput, loadConfig } from './config/load-config';
-import { IndexInUseError } from './index/index-in-use.error';
-import { DEFAULT_REBALANCE_CONCURRENCY } from './rebalance/rebalance-defaults';
+import { IndexInUseError } from './index/sqlite/index-in-use.error';
+import { DEFAULT_REBALANCE_CONCURRENCY } from './admin/rebalance/rebalance-defaults';
 
 /** Bad usage, or an index another mkv owns, exits 2 (as a shell builtin would); failures at run time exit 1. */
 const EXIT_USAGE = 2;
@@ -34,11 +34,11 @@ function buildProgram(): Command {
       const config = loadConfig({ ...command.parent!.opts<ConfigInput>(), ...options }, process.env);
       // Loaded here, not at the top, so --help and bad options answer without booting Nest.
       const [{ createServer }, { MkvLogger }, { IndexOwner }] = await Promise.all([
-        import('./http'),
+        import('./http/create-server'),
         import('./logging/mkv-logger'),
-        import('./index/index-owner'),
+        import('./index/sqlite/index-owner'),
       ]);
-      const app = await createServer(config);
+      const app = await createServer({ config });
       await app.listen(config.port, config.host);
       const address = app.getHttpServer().address();
       const port = typeof address === 'object' && address ? address.port : config.port;
@@ -58,8 +58,8 @@ function buildProgram(): Command {
     .description('rebuild the index from what the volumes hold (the serving index is swapped at the end)')
     .action(async (_options: object, command: Command) => {
       const config = loadConfig(command.parent!.opts<ConfigInput>(), process.env);
-      const { runJob } = await import('./cli/run-job');
-      process.exitCode = await runJob(config, 'rebuild');
+      const { runJob } = await import('./admin/cli/run-job');
+      process.exitCode = await runJob({ config }, 'rebuild');
     });
 
   program
@@ -70,8 +70,8 @@ function buildProgram(): Command {
     .action(async (options: { dryRun?: boolean; concurrency?: string }, command: Command) => {
       const config = loadConfig(command.parent!.opts<ConfigInput>(), process.env);
       const concurrency = parseConcurrency(options.concurrency);
-      const { runJob } = await import('./cli/run-job');
-      process.exitCode = await runJob(config, 'rebalance', { dryRun: options.dryRun, concurrency });
+      const { runJob } = await import('./admin/cli/run-job');
+      process.exitCode = await runJob({ config }, 'rebalance', { dryRun: options.dryRun, concurrency });
     });
   return program;
 }

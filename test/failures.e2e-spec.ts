@@ -4,7 +4,7 @@ import { createReadStream } from 'node:fs';
 import { connect, Socket } from 'node:net';
 import { join } from 'node:path';
 import { placeKey } from '../src/hashing/rendezvous';
-import { JobView, TERMINAL_STATES } from '../src/jobs/job';
+import { JobView, TERMINAL_STATES } from '../src/admin/jobs/job';
 import { putExpectingContinue } from './support/expect-continue';
 import { holdWriteLock } from './support/hold-write-lock';
 import { jobFinished } from './support/jobs';

@@ -1,6 +1,6 @@
 import { connect } from 'node:net';
 import { join } from 'node:path';
-import type { JobView } from '../src/jobs/job';
+import type { JobView } from '../src/admin/jobs/job';
 import { http, keyUrl } from './support/http';
 import { jobFinished } from './support/jobs';
 import { pollUntil } from './support/poll-until';

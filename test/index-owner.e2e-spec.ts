@@ -3,7 +3,7 @@ import { spawnSync } from 'node:child_process';
 import { closeSync, fsyncSync, mkdtempSync, openSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { KEY_INDEX, KeyIndex } from '../src/index/key-index';
+import { REBUILD_STAGING, RebuildStaging } from '../src/index/rebuild-staging';
 import { runMkv, ServerProcess } from './support/cli';
 import { http, keyUrl } from './support/http';
 import { readIndexRows } from './support/index-rows';
@@ -161,7 +161,7 @@ describe('one owner per index file', () => {
       const db = server.dbPath;
       expect((await http('PUT', keyUrl(server.url, 'staged/one'), { body: 'one' })).status).toBe(201);
       // The state `kill -9` leaves mid-rebuild: the real beginRebuild, and never its swap or abandon.
-      await server.app.get<KeyIndex>(KEY_INDEX).beginRebuild();
+      await server.app.get<RebuildStaging>(REBUILD_STAGING).beginRebuild();
       expect((await http('PUT', keyUrl(server.url, 'staged/two'), { body: 'two' })).status).toBe(201);
       await server.stop();
       expect(rebuildStaging(db)).toEqual(['keys_rebuild', 'rebuild_changed', 'rebuild_on_delete', 'rebuild_on_insert', 'rebuild_on_update', 'rebuild_strays']);

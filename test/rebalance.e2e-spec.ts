@@ -3,7 +3,7 @@ import { once } from 'node:events';
 import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { blobUrl, placeKey } from '../src/hashing/rendezvous';
-import { TERMINAL_STATES, type JobView, type PlannedMove } from '../src/jobs/job';
+import { TERMINAL_STATES, type JobView, type PlannedMove } from '../src/admin/jobs/job';
 import { ServerProcess } from './support/cli';
 import { http, keyUrl, md5, type TestResponse } from './support/http';
 import { readIndexRows } from './support/index-rows';

@@ -2,7 +2,7 @@ import Database from 'better-sqlite3';
 import { mkdirSync, readdirSync, rmSync, statSync, utimesSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { blobUrl, placeKey, subvolumeDir, subvolumeOf } from '../src/hashing/rendezvous';
-import type { JobView } from '../src/jobs/job';
+import type { JobView } from '../src/admin/jobs/job';
 import { http, keyUrl, md5 } from './support/http';
 import { IndexRow, readIndexRows } from './support/index-rows';
 import { jobAt, jobFinished } from './support/jobs';

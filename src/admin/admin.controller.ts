@@ -3,10 +3,10 @@ import { ApiOperation, ApiProduces, ApiQuery, ApiResponse, ApiTags } from '@nest
 import type { FastifyReply } from 'fastify';
 import { Readable } from 'node:stream';
 import { parseQuery } from '../common/parse-query';
-import type { JobView } from '../jobs/job';
-import { JobsService } from '../jobs/jobs.service';
-import { RebalanceService } from '../rebalance/rebalance.service';
-import { RebuildService } from '../rebuild/rebuild.service';
+import type { JobView } from './jobs/job';
+import { JobsService } from './jobs/jobs.service';
+import { RebalanceService } from './rebalance/rebalance.service';
+import { RebuildService } from './rebuild/rebuild.service';
 import { RebalanceQueryDto, RebuildQueryDto } from './admin-query.dto';
 
 /** Long-running operations: start one (202 + Location), watch it, cancel it. */

@@ -14,6 +14,8 @@ export enum MkvErrorCode {
   VolumeWriteFailed = 'volume-write-failed',
   DatabaseError = 'database-error',
   CorruptRecord = 'corrupt-record',
+  /** What this server's index or volume client cannot do (a team's index without rebuild staging). */
+  NotSupported = 'not-supported',
 }
 
 /** The one error type services throw; its message is the plain-text body the client reads. */

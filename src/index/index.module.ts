@@ -1,81 +1,16 @@
-import { Module, OnApplicationShutdown } from '@nestjs/common';
-import { InjectDataSource, TypeOrmModule } from '@nestjs/typeorm';
-import { mkdirSync } from 'node:fs';
-import { dirname } from 'node:path';
-import { DataSource } from 'typeorm';
-import { MkvConfig } from '../config/mkv-config';
-import { IndexOwner } from './index-owner';
-import { KEY_INDEX } from './key-index';
-import { KeyEntity } from './key.entity';
-import { JobEntity } from '../jobs/job.entity';
-import { JobPlanEntity } from '../jobs/job-plan.entity';
-import { InitialSchema1763700000000 } from './migrations/1763700000000-initial-schema';
-import { Jobs1763800000000 } from './migrations/1763800000000-jobs';
-import { PendingDeletes1763900000000 } from './migrations/1763900000000-pending-deletes';
-import { IndexUsage1764000000000 } from './migrations/1764000000000-index-usage';
-import { UsageUpsertTriggers1764100000000 } from './migrations/1764100000000-usage-upsert-triggers';
-import { SqliteKeyIndex } from './sqlite-key-index.repository';
-import { WriteIntentEntity } from './write-intent.entity';
+import { DynamicModule, Module } from '@nestjs/common';
+import type { ModuleImport } from '../common/replacement';
+import { SqliteIndexModule } from './sqlite/sqlite-index.module';
 
-/** The claim on the index file, taken before TypeORM opens it (see IndexModule for its release). */
-@Module({
-  providers: [
-    {
-      provide: IndexOwner,
-      inject: [MkvConfig],
-      useFactory: (config: MkvConfig) => {
-        if (config.db !== ':memory:') mkdirSync(dirname(config.db), { recursive: true });
-        return IndexOwner.claim(config.db);
-      },
-    },
-  ],
-  exports: [IndexOwner],
-})
-class IndexOwnerModule {}
-
-@Module({
-  imports: [
-    IndexOwnerModule,
-    TypeOrmModule.forRootAsync({
-      imports: [IndexOwnerModule],
-      // The owner is injected only to be claimed first: no migration or recovery runs on an index another process owns.
-      inject: [MkvConfig, IndexOwner],
-      useFactory: (config: MkvConfig) => {
-        return {
-          type: 'better-sqlite3' as const,
-          database: config.db,
-          entities: [KeyEntity, WriteIntentEntity, JobEntity, JobPlanEntity],
-          migrations: [InitialSchema1763700000000, Jobs1763800000000, PendingDeletes1763900000000, IndexUsage1764000000000, UsageUpsertTriggers1764100000000],
-          migrationsRun: true,
-          synchronize: false,
-          enableWAL: true,
-          prepareDatabase: (db: { pragma(source: string): unknown }) => {
-            // No fsync per commit: a power cut can lose the last commits, never corrupts.
-            db.pragma('synchronous = NORMAL');
-            // A reader beside the owner (an operator's sqlite3 shell) waits instead of failing.
-            db.pragma('busy_timeout = 5000');
-          },
-        };
-      },
-    }),
-  ],
-  providers: [{ provide: KEY_INDEX, useClass: SqliteKeyIndex }],
-  exports: [KEY_INDEX],
-})
-export class IndexModule implements OnApplicationShutdown {
-  constructor(
-    @InjectDataSource() private readonly dataSource: DataSource,
-    private readonly owner: IndexOwner,
-  ) {}
-
-  /**
-   * The claim outlives the connection: the next process must not open the
-   * index while this one may still commit. TypeORM would close it only after
-   * this hook (its module is global, so Nest shuts it down last), and then
-   * finds it closed.
-   */
-  async onApplicationShutdown(): Promise<void> {
-    if (this.dataSource.isInitialized) await this.dataSource.destroy();
-    this.owner.release();
+/**
+ * KEY_INDEX, JOB_STORE and (where the index supports rebuilds)
+ * REBUILD_STAGING for every module, from one index module: the SQLite file,
+ * or a team's module that exports those tokens. Nothing of SQLite is opened
+ * when a team's index is given.
+ */
+@Module({})
+export class IndexModule {
+  static forRoot(index: ModuleImport = SqliteIndexModule): DynamicModule {
+    return { module: IndexModule, global: true, imports: [index], exports: [index] };
   }
 }

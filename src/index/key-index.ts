@@ -1,4 +1,4 @@
-import type { FoundBlob, KeyRecord, KeyState, ListOptions, WriteIntent } from './key-record';
+import type { KeyRecord, KeyState, ListOptions, WriteIntent } from './key-record';
 
 export const KEY_INDEX = Symbol('KEY_INDEX');
 
@@ -58,36 +58,4 @@ export interface KeyIndex {
   ping(): Promise<void>;
   /** Changes where a key's replicas are, not its value (Last-Modified stays). */
   setVolumes(key: string, volumes: string[]): Promise<void>;
-
-  /**
-   * A rebuild fills a staging index while this one keeps serving, then swaps
-   * it in. Keys the serving index changes after beginRebuild (writes, unlinks,
-   * deletes) and keys mid-write keep their serving rows over what was found.
-   */
-  beginRebuild(): Promise<void>;
-  /**
-   * Adds blobs found on the volumes; replicas of one key with another size
-   * keep the newest. A copy of a key the serving index knows, on a volume it
-   * does not list for that key, is set aside instead, and returned.
-   */
-  stageFound(blobs: FoundBlob[]): Promise<FoundBlob[]>;
-  /**
-   * Once every volume is walked: the keys none of whose known replicas was
-   * found get the copies set aside for them (no MD5 is carried over to
-   * those). Returns those keys with the volumes they now have.
-   */
-  adoptStrays(): Promise<{ key: string; volumes: string[] }[]>;
-  scanStaged(after: string | undefined, limit: number): Promise<KeyRecord[]>;
-  setStagedVolumes(updates: { key: string; volumes: string[] }[]): Promise<void>;
-  /** The staged records among these keys. */
-  getStaged(keys: string[]): Promise<KeyRecord[]>;
-  dropStaged(keys: string[]): Promise<void>;
-  /**
-   * Replaces the serving index with the staged one, carrying over from the
-   * old index each key's state, created time and MD5 (where the size agrees
-   * and the copies are ones the old index listed).
-   * Returns how many keys the new index holds.
-   */
-  swapRebuild(): Promise<number>;
-  abandonRebuild(): Promise<void>;
 }

@@ -1,6 +1,6 @@
 import { createParamDecorator, ExecutionContext } from '@nestjs/common';
 import type { FastifyRequest } from 'fastify';
-import { rawPathOf } from './key-path';
+import { rawPathOf } from '../common/key-path';
 
 /**
  * The request path without its leading '/' and query, still percent-encoded.

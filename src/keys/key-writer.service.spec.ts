@@ -4,16 +4,17 @@ import { Readable } from 'node:stream';
 import { MkvError, MkvErrorCode } from '../common/mkv-error';
 import { ConfigModule } from '../config/config.module';
 import { ConfigInput, loadConfig } from '../config/load-config';
-import { PlacementService } from '../hashing/placement.service';
+import { PLACEMENT, Placement } from '../hashing/placement';
+import { RendezvousPlacement } from '../hashing/rendezvous-placement.service';
 import { VolumeHealth } from '../health/volume-health.service';
-import { IndexModule } from '../index/index.module';
+import { SqliteIndexModule } from '../index/sqlite/sqlite-index.module';
 import { KEY_INDEX, KeyIndex } from '../index/key-index';
 import type { KeyRecord } from '../index/key-record';
-import { InMemoryVolumeClient } from '../volumes/in-memory-volume.client';
+import { InMemoryVolumeClient } from '../../test/support/in-memory-volume.client';
 import { VOLUME_CLIENT } from '../volumes/volume-client';
-import { KeyLocks } from './key-locks';
+import { KeyLocks } from '../replicas/key-locks';
 import { KeyWriter, SMALL_VALUE_BYTES } from './key-writer.service';
-import { ReplicaFiles, TEMP_DIR } from './replica-files.service';
+import { ReplicaFiles, TEMP_DIR } from '../replicas/replica-files.service';
 import { KeysService } from './keys.service';
 import { rejection } from '../../test/support/rejection';
 
@@ -30,21 +31,21 @@ describe(KeyWriter.name, () => {
   let writer: KeyWriter;
   let keys: KeysService;
   let index: KeyIndex;
-  let placement: PlacementService;
+  let placement: Placement;
   let volumes: InMemoryVolumeClient;
 
   async function start(overrides: ConfigInput = {}): Promise<void> {
     const config = loadConfig({ db: ':memory:', volumes: 'a:1,b:2,c:3', replicas: 2, ...overrides });
     volumes = new InMemoryVolumeClient();
     moduleRef = await Test.createTestingModule({
-      imports: [ConfigModule.forRoot(config), IndexModule],
-      providers: [KeyLocks, ReplicaFiles, KeyWriter, KeysService, PlacementService, VolumeHealth, { provide: VOLUME_CLIENT, useValue: volumes }],
+      imports: [ConfigModule.forRoot(config), SqliteIndexModule],
+      providers: [KeyLocks, ReplicaFiles, KeyWriter, KeysService, RendezvousPlacement, { provide: PLACEMENT, useExisting: RendezvousPlacement }, VolumeHealth, { provide: VOLUME_CLIENT, useValue: volumes }],
     }).compile();
     moduleRef.useLogger(false); // the failure paths log warnings by design
     writer = moduleRef.get(KeyWriter);
     keys = moduleRef.get(KeysService);
     index = moduleRef.get<KeyIndex>(KEY_INDEX);
-    placement = moduleRef.get(PlacementService);
+    placement = moduleRef.get<Placement>(PLACEMENT);
   }
 
   beforeEach(() => start());

@@ -4,14 +4,14 @@ import { once } from 'node:events';
 import { PassThrough, Readable } from 'node:stream';
 import { MkvConfig } from '../config/mkv-config';
 import { MkvError, MkvErrorCode } from '../common/mkv-error';
-import { PlacementService } from '../hashing/placement.service';
+import { Placement, PLACEMENT } from '../hashing/placement';
 import { VolumeHealth } from '../health/volume-health.service';
 import { BeganWrite, KEY_INDEX, KeyIndex } from '../index/key-index';
 import type { KeyRecord, WriteIntent } from '../index/key-record';
 import { VOLUME_CLIENT, VolumeClient, VolumeError } from '../volumes/volume-client';
 import { valueWritten, ValueWrittenEvent } from '../metrics/channels';
-import { KeyLocks } from './key-locks';
-import { ReplicaFiles } from './replica-files.service';
+import { KeyLocks } from '../replicas/key-locks';
+import { ReplicaFiles } from '../replicas/replica-files.service';
 import { BodyTimeoutError, readBody } from './request-body';
 
 export interface WriteResult {
@@ -51,7 +51,7 @@ export class KeyWriter {
 
   constructor(
     private readonly config: MkvConfig,
-    private readonly placement: PlacementService,
+    @Inject(PLACEMENT) private readonly placement: Placement,
     private readonly locks: KeyLocks,
     @Inject(KEY_INDEX) private readonly index: KeyIndex,
     @Inject(VOLUME_CLIENT) private readonly volumes: VolumeClient,

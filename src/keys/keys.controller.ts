@@ -3,11 +3,11 @@ import { ApiExcludeController } from '@nestjs/swagger';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { MkvError, MkvErrorCode } from '../common/mkv-error';
 import { parseQuery } from '../common/parse-query';
-import { isUnlinkRequest, methodsRoutedAt } from '../http';
+import { isUnlinkRequest, methodsRoutedAt } from '../http/streaming-adapter';
 import type { KeyRecord } from '../index/key-record';
 import { KeyWriter } from './key-writer.service';
 import { RawPath } from './key-path.decorator';
-import { isAdminPath, parseKey } from './key-path';
+import { isAdminPath, parseKey } from '../common/key-path';
 import { KeysService } from './keys.service';
 import { DEFAULT_LIST_LIMIT, ListQueryDto } from './list-query.dto';
 

@@ -2,16 +2,17 @@ import { Test, TestingModule } from '@nestjs/testing';
 import { MkvError, MkvErrorCode } from '../common/mkv-error';
 import { ConfigModule } from '../config/config.module';
 import { ConfigInput, loadConfig } from '../config/load-config';
-import { PlacementService } from '../hashing/placement.service';
+import { PLACEMENT, Placement } from '../hashing/placement';
+import { RendezvousPlacement } from '../hashing/rendezvous-placement.service';
 import { VolumeHealth } from '../health/volume-health.service';
-import { IndexModule } from '../index/index.module';
+import { SqliteIndexModule } from '../index/sqlite/sqlite-index.module';
 import { KEY_INDEX, KeyIndex } from '../index/key-index';
 import type { KeyRecord } from '../index/key-record';
-import { InMemoryVolumeClient } from '../volumes/in-memory-volume.client';
+import { InMemoryVolumeClient } from '../../test/support/in-memory-volume.client';
 import { VOLUME_CLIENT } from '../volumes/volume-client';
-import { KeyLocks } from './key-locks';
+import { KeyLocks } from '../replicas/key-locks';
 import { KeysService } from './keys.service';
-import { ReplicaFiles } from './replica-files.service';
+import { ReplicaFiles } from '../replicas/replica-files.service';
 import { rejection } from '../../test/support/rejection';
 
 
@@ -20,21 +21,21 @@ describe(KeysService.name, () => {
   let keys: KeysService;
   let locks: KeyLocks;
   let index: KeyIndex;
-  let placement: PlacementService;
+  let placement: Placement;
   let volumes: InMemoryVolumeClient;
 
   async function start(overrides: ConfigInput = {}): Promise<void> {
     const config = loadConfig({ db: ':memory:', volumes: 'a:1,b:2,c:3', replicas: 2, ...overrides });
     volumes = new InMemoryVolumeClient();
     moduleRef = await Test.createTestingModule({
-      imports: [ConfigModule.forRoot(config), IndexModule],
-      providers: [KeyLocks, ReplicaFiles, KeysService, PlacementService, VolumeHealth, { provide: VOLUME_CLIENT, useValue: volumes }],
+      imports: [ConfigModule.forRoot(config), SqliteIndexModule],
+      providers: [KeyLocks, ReplicaFiles, KeysService, RendezvousPlacement, { provide: PLACEMENT, useExisting: RendezvousPlacement }, VolumeHealth, { provide: VOLUME_CLIENT, useValue: volumes }],
     }).compile();
     moduleRef.useLogger(false); // a blob left behind is logged as a warning by design
     keys = moduleRef.get(KeysService);
     locks = moduleRef.get(KeyLocks);
     index = moduleRef.get<KeyIndex>(KEY_INDEX);
-    placement = moduleRef.get(PlacementService);
+    placement = moduleRef.get<Placement>(PLACEMENT);
   }
 
   beforeEach(() => start());

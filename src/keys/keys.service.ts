@@ -2,12 +2,12 @@ import { Inject, Injectable } from '@nestjs/common';
 import { MkvConfig } from '../config/mkv-config';
 import { MkvError, MkvErrorCode } from '../common/mkv-error';
 import { encodeKeyPath } from '../hashing/rendezvous';
-import { PlacementService } from '../hashing/placement.service';
+import { Placement, PLACEMENT } from '../hashing/placement';
 import { VolumeHealth } from '../health/volume-health.service';
 import { KEY_INDEX, KeyIndex } from '../index/key-index';
 import type { KeyRecord, KeyState } from '../index/key-record';
-import { KeyLocks } from './key-locks';
-import { ReplicaFiles } from './replica-files.service';
+import { KeyLocks } from '../replicas/key-locks';
+import { ReplicaFiles } from '../replicas/replica-files.service';
 
 export interface Location {
   url: string;
@@ -29,7 +29,7 @@ export class KeysService {
 
   constructor(
     private readonly config: MkvConfig,
-    private readonly placement: PlacementService,
+    @Inject(PLACEMENT) private readonly placement: Placement,
     private readonly locks: KeyLocks,
     @Inject(KEY_INDEX) private readonly index: KeyIndex,
     private readonly files: ReplicaFiles,

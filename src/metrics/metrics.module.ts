@@ -1,11 +1,10 @@
 import { Module } from '@nestjs/common';
+import { JobsModule } from '../admin/jobs/jobs.module';
 import { HealthModule } from '../health/health.module';
-import { IndexModule } from '../index/index.module';
-import { JobsModule } from '../jobs/jobs.module';
 import { MkvMetrics } from './mkv-metrics.service';
 
 @Module({
-  imports: [HealthModule, IndexModule, JobsModule],
+  imports: [HealthModule, JobsModule],
   providers: [MkvMetrics],
   exports: [MkvMetrics],
 })

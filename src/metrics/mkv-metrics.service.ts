@@ -4,7 +4,7 @@ import type { FastifyInstance } from 'fastify';
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import { VolumeHealth } from '../health/volume-health.service';
 import { KEY_INDEX, KeyIndex } from '../index/key-index';
-import { JobsService } from '../jobs/jobs.service';
+import { JobsService } from '../admin/jobs/jobs.service';
 import { valueWritten, ValueWrittenEvent } from './channels';
 
 /**

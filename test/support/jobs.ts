@@ -1,4 +1,4 @@
-import { TERMINAL_STATES, type JobView } from '../../src/jobs/job';
+import { TERMINAL_STATES, type JobView } from '../../src/admin/jobs/job';
 import { http } from './http';
 import { pollUntil } from './poll-until';
 

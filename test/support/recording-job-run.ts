@@ -1,5 +1,5 @@
-import type { JobCounters, PlannedMove } from '../../src/jobs/job';
-import type { JobRun } from '../../src/jobs/jobs.service';
+import type { JobCounters, PlannedMove } from '../../src/admin/jobs/job';
+import type { JobRun } from '../../src/admin/jobs/jobs.service';
 
 /** A JobRun for unit specs: collects what a job reports, as JobsService would show it. */
 export class RecordingJobRun implements JobRun {

@@ -1,15 +1,15 @@
 import { Inject, Injectable } from '@nestjs/common';
 import { createHash } from 'node:crypto';
 import { pipeline, Transform } from 'node:stream';
-import { forEachConcurrently, yieldToEventLoop } from '../common/concurrency';
-import { PlacementService } from '../hashing/placement.service';
-import { KEY_INDEX, KeyIndex } from '../index/key-index';
-import type { KeyRecord } from '../index/key-record';
+import { forEachConcurrently, yieldToEventLoop } from '../../common/concurrency';
+import { Placement, PLACEMENT } from '../../hashing/placement';
+import { KEY_INDEX, KeyIndex } from '../../index/key-index';
+import type { KeyRecord } from '../../index/key-record';
 import type { PlannedMove } from '../jobs/job';
 import type { JobRun } from '../jobs/jobs.service';
-import { KeyLocks } from '../keys/key-locks';
-import { ReplicaFiles } from '../keys/replica-files.service';
-import { VOLUME_CLIENT, VolumeClient } from '../volumes/volume-client';
+import { KeyLocks } from '../../replicas/key-locks';
+import { ReplicaFiles } from '../../replicas/replica-files.service';
+import { VOLUME_CLIENT, VolumeClient } from '../../volumes/volume-client';
 import { DEFAULT_REBALANCE_CONCURRENCY } from './rebalance-defaults';
 
 const PAGE_SIZE = 1000;
@@ -34,7 +34,7 @@ interface KeyPlan {
 @Injectable()
 export class RebalanceService {
   constructor(
-    private readonly placement: PlacementService,
+    @Inject(PLACEMENT) private readonly placement: Placement,
     private readonly locks: KeyLocks,
     private readonly files: ReplicaFiles,
     @Inject(KEY_INDEX) private readonly index: KeyIndex,

@@ -1,14 +1,15 @@
 import { Injectable } from '@nestjs/common';
 import { InjectDataSource } from '@nestjs/typeorm';
 import { DataSource, In, MoreThan, Repository } from 'typeorm';
-import { MkvError } from '../common/mkv-error';
-import type { JobView, PlannedMove } from './job';
+import { MkvError } from '../../common/mkv-error';
+import type { JobView, PlannedMove } from '../../admin/jobs/job';
+import type { JobStore } from '../../admin/jobs/job-store';
 import { JobEntity } from './job.entity';
 import { JobPlanEntity } from './job-plan.entity';
 
-/** Jobs and dry-run plans in the index database, so they outlive a restart. Failures reject with MkvError(DatabaseError). */
+/** The job store in the SQLite index file. */
 @Injectable()
-export class JobStore {
+export class SqliteJobStore implements JobStore {
   private readonly jobs: Repository<JobEntity>;
   private readonly plans: Repository<JobPlanEntity>;
 

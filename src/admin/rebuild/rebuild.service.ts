@@ -1,13 +1,14 @@
-import { Inject, Injectable, Logger } from '@nestjs/common';
-import { yieldToEventLoop } from '../common/concurrency';
-import { MkvConfig } from '../config/mkv-config';
-import { PlacementService } from '../hashing/placement.service';
-import { subvolumeDir, subvolumeOf } from '../hashing/rendezvous';
-import { KEY_INDEX, KeyIndex } from '../index/key-index';
-import type { FoundBlob } from '../index/key-record';
+import { Inject, Injectable, Logger, Optional } from '@nestjs/common';
+import { yieldToEventLoop } from '../../common/concurrency';
+import { MkvError, MkvErrorCode } from '../../common/mkv-error';
+import { MkvConfig } from '../../config/mkv-config';
+import { Placement, PLACEMENT } from '../../hashing/placement';
+import { subvolumeDir, subvolumeOf } from '../../hashing/rendezvous';
+import { REBUILD_STAGING, RebuildStaging } from '../../index/rebuild-staging';
+import type { FoundBlob } from '../../index/key-record';
 import type { JobRun } from '../jobs/jobs.service';
-import { validateKey } from '../keys/key-path';
-import { VOLUME_CLIENT, VolumeClient } from '../volumes/volume-client';
+import { validateKey } from '../../common/key-path';
+import { VOLUME_CLIENT, VolumeClient } from '../../volumes/volume-client';
 
 const BATCH_SIZE = 500;
 const SUBVOLUME_DIR = /^sv[0-9A-F]{2}$/;
@@ -34,13 +35,19 @@ export class RebuildService {
 
   constructor(
     private readonly config: MkvConfig,
-    private readonly placement: PlacementService,
-    @Inject(KEY_INDEX) private readonly index: KeyIndex,
+    @Inject(PLACEMENT) private readonly placement: Placement,
+    @Optional() @Inject(REBUILD_STAGING) private readonly staging: RebuildStaging | undefined,
     @Inject(VOLUME_CLIENT) private readonly volumes: VolumeClient,
   ) {}
 
+  /** False when the index has no rebuild staging (a team's index may not): the job is refused. */
+  get supported(): boolean {
+    return this.staging !== undefined;
+  }
+
   async run(run: JobRun): Promise<void> {
-    await this.index.beginRebuild();
+    const staging = this.requireStaging();
+    await staging.beginRebuild();
     try {
       run.phase('listing volumes', this.config.volumes.length);
       let strays = 0;
@@ -50,7 +57,7 @@ export class RebuildService {
         run.advance();
       }
       if (!run.signal.aborted) {
-        const adopted = await this.index.adoptStrays();
+        const adopted = await staging.adoptStrays();
         for (const { key, volumes } of adopted) {
           this.logger.warn(`rebuild indexes ${key} on ${volumes.join(', ')}: none of its known replicas was found; its MD5 is unknown`);
         }
@@ -58,27 +65,33 @@ export class RebuildService {
         await this.orderReplicas(run);
       }
       if (run.signal.aborted) {
-        await this.index.abandonRebuild();
+        await staging.abandonRebuild();
         return;
       }
       run.phase('swapping in the new index', 1);
-      const keys = await this.index.swapRebuild();
+      const keys = await staging.swapRebuild();
       run.count('moved', keys);
       run.advance();
     } catch (error) {
       // The serving index was never touched.
-      await this.index.abandonRebuild().catch(() => undefined);
+      await staging.abandonRebuild().catch(() => undefined);
       throw error;
     }
   }
 
+  private requireStaging(): RebuildStaging {
+    if (this.staging === undefined) throw new MkvError(MkvErrorCode.NotSupported, 'rebuild is not supported by this index');
+    return this.staging;
+  }
+
   /** Depth first, one directory listing streamed at a time. Returns how many copies were set aside as strays. */
   private async walk(volume: string, run: JobRun): Promise<number> {
+    const staging = this.requireStaging();
     const pending: Directory[] = [{ path: '/', prefix: '' }];
     let batch: FoundBlob[] = [];
     let strays = 0;
     const stage = async () => {
-      for (const stray of await this.index.stageFound(batch)) {
+      for (const stray of await staging.stageFound(batch)) {
         strays += 1;
         this.logger.warn(`rebuild sets aside ${stray.key} on ${stray.volume}: the index lists the key on other volumes; left on the volume`);
       }
@@ -136,12 +149,13 @@ export class RebuildService {
    * failed on one volume): the newer one is kept, the other reported.
    */
   private async orderReplicas(run: JobRun): Promise<void> {
+    const staging = this.requireStaging();
     run.phase('ordering replicas', null);
     for (let after: string | undefined; !run.signal.aborted; ) {
-      const page = await this.index.scanStaged(after, BATCH_SIZE);
+      const page = await staging.scanStaged(after, BATCH_SIZE);
       if (page.length === 0) return;
       after = page[page.length - 1].key;
-      const staged = new Map((await this.index.getStaged(page.flatMap((r) => ancestorsOf(r.key)))).map((r) => [r.key, r]));
+      const staged = new Map((await staging.getStaged(page.flatMap((r) => ancestorsOf(r.key)))).map((r) => [r.key, r]));
       const dropped = new Map<string, string>();
       const updates: { key: string; volumes: string[] }[] = [];
       for (const record of page) {
@@ -155,8 +169,8 @@ export class RebuildService {
         const ordered = this.placement.rank(record.key).filter((v) => record.volumes.includes(v));
         if (ordered.join(',') !== record.volumes.join(',')) updates.push({ key: record.key, volumes: ordered });
       }
-      await this.index.setStagedVolumes(updates);
-      await this.index.dropStaged([...dropped.keys()]);
+      await staging.setStagedVolumes(updates);
+      await staging.dropStaged([...dropped.keys()]);
       for (const [lost, kept] of dropped) {
         run.fail(lost, `conflicts with the newer key ${kept}: left out of the index, its blobs left on the volumes`);
       }

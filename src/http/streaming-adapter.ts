@@ -1,26 +1,11 @@
-import { NestFactory } from '@nestjs/core';
-import { FastifyAdapter, NestFastifyApplication } from '@nestjs/platform-fastify';
-import { DocumentBuilder, SwaggerModule } from '@nestjs/swagger';
+import { FastifyAdapter } from '@nestjs/platform-fastify';
 import type { FastifyError, FastifyReply, FastifyRequest, RouteHandlerMethod } from 'fastify';
 import { randomUUID } from 'node:crypto';
 import { METHODS, STATUS_CODES, type IncomingMessage } from 'node:http';
 import type { Socket } from 'node:net';
-import { NEST_START_OPTIONS, startNest } from './common/nest-start';
-import { MkvConfig } from './config/mkv-config';
-import { invalidKey, isAdminPath, rawPathOf } from './keys/key-path';
-import { MkvLogger } from './logging/mkv-logger';
-import { ServerModule } from './server.module';
+import { invalidKey, isAdminPath, rawPathOf } from '../common/key-path';
 
 const UNLINK = Symbol('mkv.unlink');
-
-/**
- * The signals that stop the server gracefully. Not Nest's default list: it
- * includes the fault signals (SIGBUS, SIGSEGV, ...), and a handler that
- * returns re-runs the faulting instruction, so a SIGBUS from the index's
- * memory-mapped -shm (made immutable under the server) spun forever instead
- * of ending the process.
- */
-const SHUTDOWN_SIGNALS = ['SIGHUP', 'SIGINT', 'SIGQUIT', 'SIGTERM', 'SIGUSR2'] as const;
 
 /** True for a request that arrived as minikeyvalue's UNLINK method. */
 export function isUnlinkRequest(raw: IncomingMessage): boolean {
@@ -156,20 +141,4 @@ export function streamingAdapter(): FastifyAdapter {
     done();
   });
   return adapter;
-}
-
-/** The server as `mkv serve` runs it: Nest on the streaming adapter, pino logs, the admin API's OpenAPI page. */
-export async function createServer(config: MkvConfig): Promise<NestFastifyApplication> {
-  const app = await startNest(() =>
-    NestFactory.create<NestFastifyApplication>(ServerModule.forRoot(config), streamingAdapter(), { bodyParser: false, ...NEST_START_OPTIONS }),
-  );
-  app.useLogger(app.get(MkvLogger));
-  app.flushLogs();
-  const openApi = new DocumentBuilder()
-    .setTitle('mkv admin API')
-    .setDescription('Jobs (rebuild, rebalance), volume health, readiness and metrics. The key API is described in the README.')
-    .build();
-  SwaggerModule.setup('_admin/docs', app, () => SwaggerModule.createDocument(app, openApi));
-  app.enableShutdownHooks([...SHUTDOWN_SIGNALS]);
-  return app;
 }

@@ -1,8 +1,8 @@
-import { Injectable, Logger, OnModuleDestroy } from '@nestjs/common';
+import { Inject, Injectable, Logger, OnModuleDestroy } from '@nestjs/common';
 import { randomUUID } from 'node:crypto';
-import { MkvError, MkvErrorCode } from '../common/mkv-error';
+import { MkvError, MkvErrorCode } from '../../common/mkv-error';
 import { JobCounters, JobKind, JobState, JobView, PlannedMove, TERMINAL_STATES } from './job';
-import { JobStore } from './job.store';
+import { JOB_STORE, JobStore } from './job-store';
 
 /** What a running job sees: its options, a cancel signal, and how to report. */
 export interface JobRun {
@@ -42,7 +42,7 @@ export class JobsService implements OnModuleDestroy {
   private readonly logger = new Logger(JobsService.name);
   private readonly live = new Map<string, LiveJob>();
 
-  constructor(private readonly store: JobStore) {}
+  constructor(@Inject(JOB_STORE) private readonly store: JobStore) {}
 
   /**
    * Queues the job and returns at once; the runner goes on in the background.

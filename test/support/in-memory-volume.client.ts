@@ -1,5 +1,5 @@
 import { Readable } from 'node:stream';
-import { VolumeClient, VolumeEntry, VolumeError } from './volume-client';
+import { VolumeClient, VolumeEntry, VolumeError } from '../../src/volumes/volume-client';
 
 /**
  * Volumes as a map of blob URL to bytes, answering as nginx's WebDAV does

@@ -1,4 +1,4 @@
-import { MkvError, MkvErrorCode } from '../common/mkv-error';
+import { MkvError, MkvErrorCode } from './mkv-error';
 import { parseKey } from './key-path';
 
 function rejection(rawPath: string): MkvError {

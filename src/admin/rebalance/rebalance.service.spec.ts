@@ -4,21 +4,22 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
-import { ConfigModule } from '../config/config.module';
-import { loadConfig } from '../config/load-config';
-import { PlacementService } from '../hashing/placement.service';
-import { VolumeHealth } from '../health/volume-health.service';
-import { blobUrl, placeKey, rankVolumes } from '../hashing/rendezvous';
-import { IndexModule } from '../index/index.module';
-import { KEY_INDEX, KeyIndex } from '../index/key-index';
-import type { KeyRecord } from '../index/key-record';
-import { KeyLocks } from '../keys/key-locks';
-import { KeyWriter } from '../keys/key-writer.service';
-import { ReplicaFiles, TEMP_DIR } from '../keys/replica-files.service';
-import { InMemoryVolumeClient } from '../volumes/in-memory-volume.client';
-import { VOLUME_CLIENT } from '../volumes/volume-client';
+import { ConfigModule } from '../../config/config.module';
+import { loadConfig } from '../../config/load-config';
+import { PLACEMENT, Placement } from '../../hashing/placement';
+import { RendezvousPlacement } from '../../hashing/rendezvous-placement.service';
+import { VolumeHealth } from '../../health/volume-health.service';
+import { blobUrl, placeKey, rankVolumes } from '../../hashing/rendezvous';
+import { SqliteIndexModule } from '../../index/sqlite/sqlite-index.module';
+import { KEY_INDEX, KeyIndex } from '../../index/key-index';
+import type { KeyRecord } from '../../index/key-record';
+import { KeyLocks } from '../../replicas/key-locks';
+import { KeyWriter } from '../../keys/key-writer.service';
+import { ReplicaFiles, TEMP_DIR } from '../../replicas/replica-files.service';
+import { InMemoryVolumeClient } from '../../../test/support/in-memory-volume.client';
+import { VOLUME_CLIENT } from '../../volumes/volume-client';
 import { RebalanceService } from './rebalance.service';
-import { RecordingJobRun } from '../../test/support/recording-job-run';
+import { RecordingJobRun } from '../../../test/support/recording-job-run';
 
 const [A, B, C, D] = ['http://a:1', 'http://b:2', 'http://c:3', 'http://d:4'];
 const OLD_VOLUMES = [A, B, C];
@@ -47,14 +48,14 @@ describe(RebalanceService.name, () => {
   let moduleRef: TestingModule | undefined;
   let service: RebalanceService;
   let index: KeyIndex;
-  let placement: PlacementService;
+  let placement: Placement;
 
   /** One process over the shared database file and volumes, with this volume list. */
   async function open(volumeList: string[], subvolumes = 1): Promise<TestingModule> {
     const config = loadConfig({ db, volumes: volumeList, replicas: REPLICAS, subvolumes });
     const ref = await Test.createTestingModule({
-      imports: [ConfigModule.forRoot(config), IndexModule],
-      providers: [PlacementService, VolumeHealth, KeyLocks, ReplicaFiles, KeyWriter, RebalanceService, { provide: VOLUME_CLIENT, useValue: volumes }],
+      imports: [ConfigModule.forRoot(config), SqliteIndexModule],
+      providers: [RendezvousPlacement, { provide: PLACEMENT, useExisting: RendezvousPlacement }, VolumeHealth, KeyLocks, ReplicaFiles, KeyWriter, RebalanceService, { provide: VOLUME_CLIENT, useValue: volumes }],
     }).compile();
     ref.useLogger(false); // best-effort deletes log their failures by design
     return ref;
@@ -75,7 +76,7 @@ describe(RebalanceService.name, () => {
     moduleRef = await open(volumeList, subvolumes);
     service = moduleRef.get(RebalanceService);
     index = moduleRef.get<KeyIndex>(KEY_INDEX);
-    placement = moduleRef.get(PlacementService);
+    placement = moduleRef.get<Placement>(PLACEMENT);
   }
 
   /** A record written straight into the index, its blob put on each volume it lists (or as given). */

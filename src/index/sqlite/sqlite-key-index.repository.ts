@@ -2,9 +2,9 @@ import { Injectable } from '@nestjs/common';
 import { InjectDataSource } from '@nestjs/typeorm';
 import type { Database, Statement } from 'better-sqlite3';
 import { DataSource } from 'typeorm';
-import { MkvError } from '../common/mkv-error';
-import type { BeganWrite, IndexUsage, KeyIndex } from './key-index';
-import type { FoundBlob, KeyRecord, KeyState, ListOptions, WriteIntent } from './key-record';
+import { MkvError } from '../../common/mkv-error';
+import type { BeganWrite, IndexUsage, KeyIndex } from '../key-index';
+import type { FoundBlob, KeyRecord, KeyState, ListOptions, WriteIntent } from '../key-record';
 import { KeyEntity } from './key.entity';
 import { RECOUNT_USAGE, USAGE_TRIGGERS } from './usage-counters';
 

@@ -1,4 +1,4 @@
-import { MkvError, MkvErrorCode } from '../common/mkv-error';
+import { MkvError, MkvErrorCode } from './mkv-error';
 
 export const MAX_KEY_BYTES = 1024;
 /** A path segment is a file or directory name on the volume's filesystem (NAME_MAX). */

@@ -4,11 +4,11 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { DataSource } from 'typeorm';
-import { ConfigModule } from '../config/config.module';
-import { loadConfig } from '../config/load-config';
-import { IndexModule } from './index.module';
-import { IndexUsage, KEY_INDEX, KeyIndex } from './key-index';
-import type { KeyRecord, KeyState, WriteIntent } from './key-record';
+import { ConfigModule } from '../../config/config.module';
+import { loadConfig } from '../../config/load-config';
+import { SqliteIndexModule } from './sqlite-index.module';
+import { IndexUsage, KEY_INDEX, KeyIndex } from '../key-index';
+import type { KeyRecord, KeyState, WriteIntent } from '../key-record';
 import { prefixUpperBound, SqliteKeyIndex } from './sqlite-key-index.repository';
 
 describe(prefixUpperBound.name, () => {
@@ -41,12 +41,12 @@ function intent(key: string, id = `intent-${key}`, createdAt = 1000): WriteInten
 
 describe(SqliteKeyIndex.name, () => {
   let moduleRef: TestingModule;
-  let index: KeyIndex;
+  let index: SqliteKeyIndex;
 
   beforeEach(async () => {
     const config = loadConfig({ db: ':memory:', volumes: 'a:1,b:2,c:3', replicas: 2 });
-    moduleRef = await Test.createTestingModule({ imports: [ConfigModule.forRoot(config), IndexModule] }).compile();
-    index = moduleRef.get<KeyIndex>(KEY_INDEX);
+    moduleRef = await Test.createTestingModule({ imports: [ConfigModule.forRoot(config), SqliteIndexModule] }).compile();
+    index = moduleRef.get(SqliteKeyIndex);
   });
 
   afterEach(async () => {
@@ -769,13 +769,13 @@ describe(SqliteKeyIndex.name, () => {
 describe(`${SqliteKeyIndex.name}.ping (readiness)`, () => {
   let dir: string;
   let moduleRef: TestingModule;
-  let index: KeyIndex;
+  let index: SqliteKeyIndex;
 
   beforeEach(async () => {
     dir = mkdtempSync(join(tmpdir(), 'mkv-ping-'));
     const config = loadConfig({ db: join(dir, 'index.db'), volumes: 'a:1,b:2,c:3', replicas: 2 });
-    moduleRef = await Test.createTestingModule({ imports: [ConfigModule.forRoot(config), IndexModule] }).compile();
-    index = moduleRef.get<KeyIndex>(KEY_INDEX);
+    moduleRef = await Test.createTestingModule({ imports: [ConfigModule.forRoot(config), SqliteIndexModule] }).compile();
+    index = moduleRef.get(SqliteKeyIndex);
   });
 
   afterEach(async () => {

@@ -1,7 +1,7 @@
 import { ArgumentsHost, Catch, ExceptionFilter, HttpException, HttpStatus, Logger } from '@nestjs/common';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import type { IncomingMessage } from 'node:http';
-import { MkvError, MkvErrorCode } from './mkv-error';
+import { MkvError, MkvErrorCode } from '../common/mkv-error';
 
 const STATUS_BY_CODE: Record<MkvErrorCode, number> = {
   [MkvErrorCode.InvalidRequest]: HttpStatus.BAD_REQUEST,
@@ -18,6 +18,7 @@ const STATUS_BY_CODE: Record<MkvErrorCode, number> = {
   [MkvErrorCode.VolumeWriteFailed]: HttpStatus.BAD_GATEWAY,
   [MkvErrorCode.DatabaseError]: HttpStatus.INTERNAL_SERVER_ERROR,
   [MkvErrorCode.CorruptRecord]: HttpStatus.INTERNAL_SERVER_ERROR,
+  [MkvErrorCode.NotSupported]: HttpStatus.NOT_IMPLEMENTED,
 };
 
 /** Of a body left unread by an error, at most this much is read and thrown away after the answer, ... */

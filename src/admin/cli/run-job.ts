@@ -1,8 +1,8 @@
 import { NestFactory } from '@nestjs/core';
-import { NEST_START_OPTIONS, startNest } from '../common/nest-start';
-import type { MkvConfig } from '../config/mkv-config';
-import { CoreModule } from '../core.module';
-import { IndexInUseError } from '../index/index-in-use.error';
+import { NEST_START_OPTIONS, startNest } from '../../common/nest-start';
+import { CoreModule } from '../../core.module';
+import type { MkvModuleOptions } from '../../mkv-options';
+import { IndexInUseError } from '../../index/sqlite/index-in-use.error';
 import type { JobKind, JobView } from '../jobs/job';
 import { JobsService } from '../jobs/jobs.service';
 import { RebalanceService } from '../rebalance/rebalance.service';
@@ -13,14 +13,14 @@ const BAR_EVERY_MS = 200;
 
 /**
  * Runs a rebuild or rebalance in this process, on the same services the admin
- * API uses, reporting progress on stderr (a bar on a terminal, a line every
+ * API uses (with the same extensions), reporting progress on stderr (a bar on a terminal, a line every
  * few seconds otherwise) and a summary on stdout. Resolves with the exit
  * code: 0 when every key succeeded, 1 otherwise. Ctrl-C cancels at the next
  * safe point. Throws IndexInUseError while another mkv (a server) owns the index.
  */
-export async function runJob(config: MkvConfig, kind: JobKind, options: { dryRun?: boolean; concurrency?: number } = {}): Promise<number> {
+export async function runJob(modules: MkvModuleOptions, kind: JobKind, options: { dryRun?: boolean; concurrency?: number } = {}): Promise<number> {
   const app = await startNest(() =>
-    NestFactory.createApplicationContext(CoreModule.forRoot(config), { logger: ['warn', 'error'], ...NEST_START_OPTIONS }),
+    NestFactory.createApplicationContext(CoreModule.forRoot(modules), { logger: ['warn', 'error'], ...NEST_START_OPTIONS }),
   ).catch((error: unknown) => {
     // The server owns the index while it runs; its admin API runs the same job.
     if (error instanceof IndexInUseError) throw new IndexInUseError(error.db, error.ownerPid, `use POST /_admin/${kind} on the running server instead`);

@@ -1,13 +1,13 @@
 import { Test, TestingModule } from '@nestjs/testing';
 import { DataSource } from 'typeorm';
-import { MkvError, MkvErrorCode } from '../common/mkv-error';
-import { ConfigModule } from '../config/config.module';
-import { loadConfig } from '../config/load-config';
-import { IndexModule } from '../index/index.module';
+import { MkvError, MkvErrorCode } from '../../common/mkv-error';
+import { ConfigModule } from '../../config/config.module';
+import { loadConfig } from '../../config/load-config';
+import { SqliteIndexModule } from '../../index/sqlite/sqlite-index.module';
 import type { JobView, PlannedMove } from './job';
-import { JobStore } from './job.store';
+import { JOB_STORE, JobStore } from './job-store';
 import { JobRun, JobsService } from './jobs.service';
-import { rejection } from '../../test/support/rejection';
+import { rejection } from '../../../test/support/rejection';
 
 
 /** A promise the test settles by hand, to hold a runner at a known point. */
@@ -37,12 +37,12 @@ describe(JobsService.name, () => {
   beforeEach(async () => {
     const config = loadConfig({ db: ':memory:', volumes: 'a:1,b:2,c:3', replicas: 2 });
     moduleRef = await Test.createTestingModule({
-      imports: [ConfigModule.forRoot(config), IndexModule],
-      providers: [JobStore, JobsService],
+      imports: [ConfigModule.forRoot(config), SqliteIndexModule],
+      providers: [JobsService],
     }).compile();
     moduleRef.useLogger(false); // failed jobs log an error by design
     jobs = moduleRef.get(JobsService);
-    store = moduleRef.get(JobStore);
+    store = moduleRef.get<JobStore>(JOB_STORE);
   });
 
   afterEach(async () => {

@@ -1,17 +1,18 @@
 import { Test, TestingModule } from '@nestjs/testing';
 import { DataSource } from 'typeorm';
-import { ConfigModule } from '../config/config.module';
-import { loadConfig } from '../config/load-config';
-import { PlacementService } from '../hashing/placement.service';
-import { blobUrl, encodeKeyPath, placeKey, rankVolumes, subvolumeDir, subvolumeOf } from '../hashing/rendezvous';
-import { IndexModule } from '../index/index.module';
-import { KEY_INDEX, KeyIndex } from '../index/key-index';
-import type { KeyRecord } from '../index/key-record';
-import { TEMP_DIR } from '../keys/replica-files.service';
-import { InMemoryVolumeClient } from '../volumes/in-memory-volume.client';
-import { VOLUME_CLIENT, VolumeEntry, VolumeError } from '../volumes/volume-client';
+import { ConfigModule } from '../../config/config.module';
+import { loadConfig } from '../../config/load-config';
+import { PLACEMENT, Placement } from '../../hashing/placement';
+import { RendezvousPlacement } from '../../hashing/rendezvous-placement.service';
+import { blobUrl, encodeKeyPath, placeKey, rankVolumes, subvolumeDir, subvolumeOf } from '../../hashing/rendezvous';
+import { SqliteIndexModule } from '../../index/sqlite/sqlite-index.module';
+import { KEY_INDEX, KeyIndex } from '../../index/key-index';
+import type { KeyRecord } from '../../index/key-record';
+import { TEMP_DIR } from '../../replicas/replica-files.service';
+import { InMemoryVolumeClient } from '../../../test/support/in-memory-volume.client';
+import { VOLUME_CLIENT, VolumeEntry, VolumeError } from '../../volumes/volume-client';
 import { RebuildService } from './rebuild.service';
-import { RecordingJobRun } from '../../test/support/recording-job-run';
+import { RecordingJobRun } from '../../../test/support/recording-job-run';
 
 const VOLUMES = ['http://a:1', 'http://b:2', 'http://c:3'];
 const [A] = VOLUMES;
@@ -55,8 +56,8 @@ describe(RebuildService.name, () => {
     volumes = options.client ?? new InMemoryVolumeClient();
     const config = loadConfig({ db: ':memory:', volumes: VOLUMES, replicas: REPLICAS, subvolumes });
     moduleRef = await Test.createTestingModule({
-      imports: [ConfigModule.forRoot(config), IndexModule],
-      providers: [PlacementService, RebuildService, { provide: VOLUME_CLIENT, useValue: volumes }],
+      imports: [ConfigModule.forRoot(config), SqliteIndexModule],
+      providers: [RendezvousPlacement, { provide: PLACEMENT, useExisting: RendezvousPlacement }, RebuildService, { provide: VOLUME_CLIENT, useValue: volumes }],
     }).compile();
     moduleRef.useLogger(false); // skipped files are logged by design
     service = moduleRef.get(RebuildService);

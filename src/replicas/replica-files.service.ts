@@ -1,6 +1,6 @@
 import { Inject, Injectable, Logger } from '@nestjs/common';
 import { randomUUID } from 'node:crypto';
-import { PlacementService } from '../hashing/placement.service';
+import { Placement, PLACEMENT } from '../hashing/placement';
 import { VOLUME_CLIENT, VolumeClient, VolumeError } from '../volumes/volume-client';
 
 /** Uploads land here first; the dot-name keeps them out of listings, keys and rebuilds. */
@@ -16,7 +16,7 @@ export class ReplicaFiles {
   private readonly logger = new Logger(ReplicaFiles.name);
 
   constructor(
-    private readonly placement: PlacementService,
+    @Inject(PLACEMENT) private readonly placement: Placement,
     @Inject(VOLUME_CLIENT) private readonly volumes: VolumeClient,
   ) {}
 
