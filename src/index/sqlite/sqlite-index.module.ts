@@ -17,7 +17,10 @@ import { PendingDeletes1763900000000 } from './migrations/1763900000000-pending-
 import { IndexUsage1764000000000 } from './migrations/1764000000000-index-usage';
 import { UsageUpsertTriggers1764100000000 } from './migrations/1764100000000-usage-upsert-triggers';
 import { SqliteJobStore } from './sqlite-job.store';
+import { GroupCommit } from './group-commit';
+import { SqliteDatabase } from './sqlite-database';
 import { SqliteKeyIndex } from './sqlite-key-index.repository';
+import { SqliteRebuildStaging } from './sqlite-rebuild-staging';
 import { WriteIntentEntity } from './write-intent.entity';
 
 /** The claim on the index file, taken before TypeORM opens it (see IndexModule for its release). */
@@ -67,13 +70,16 @@ class IndexOwnerModule {}
     }),
   ],
   providers: [
+    SqliteDatabase,
+    GroupCommit,
     SqliteKeyIndex,
+    SqliteRebuildStaging,
     SqliteJobStore,
     { provide: KEY_INDEX, useExisting: SqliteKeyIndex },
-    { provide: REBUILD_STAGING, useExisting: SqliteKeyIndex },
+    { provide: REBUILD_STAGING, useExisting: SqliteRebuildStaging },
     { provide: JOB_STORE, useExisting: SqliteJobStore },
   ],
-  exports: [KEY_INDEX, REBUILD_STAGING, JOB_STORE, SqliteKeyIndex, IndexOwnerModule],
+  exports: [KEY_INDEX, REBUILD_STAGING, JOB_STORE, SqliteKeyIndex, SqliteRebuildStaging, IndexOwnerModule],
 })
 export class SqliteIndexModule implements OnApplicationShutdown {
   constructor(
