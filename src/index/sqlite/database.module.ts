@@ -8,11 +8,7 @@ import { IndexOwner } from './index-owner';
 import { JobEntity } from './job.entity';
 import { JobPlanEntity } from './job-plan.entity';
 import { KeyEntity } from './key.entity';
-import { InitialSchema1763700000000 } from './migrations/1763700000000-initial-schema';
-import { Jobs1763800000000 } from './migrations/1763800000000-jobs';
-import { PendingDeletes1763900000000 } from './migrations/1763900000000-pending-deletes';
-import { IndexUsage1764000000000 } from './migrations/1764000000000-index-usage';
-import { UsageUpsertTriggers1764100000000 } from './migrations/1764100000000-usage-upsert-triggers';
+import { MIGRATIONS } from './migrations/migrations';
 import { SqliteDatabase } from './sqlite-database';
 import { WriteIntentEntity } from './write-intent.entity';
 
@@ -49,7 +45,7 @@ class IndexOwnerModule {}
           type: 'better-sqlite3' as const,
           database: config.db,
           entities: [KeyEntity, WriteIntentEntity, JobEntity, JobPlanEntity],
-          migrations: [InitialSchema1763700000000, Jobs1763800000000, PendingDeletes1763900000000, IndexUsage1764000000000, UsageUpsertTriggers1764100000000],
+          migrations: MIGRATIONS,
           migrationsRun: true,
           synchronize: false,
           enableWAL: true,
