@@ -217,6 +217,8 @@ describe('an in-memory index (examples/in-memory-index) in place of SQLite, over
       expect([job.state, job.error]).toEqual(['failed', 'rebuild is not supported by this index']);
     } else {
       expect([res.status, res.headers['content-type'], res.text]).toEqual([501, 'text/plain; charset=utf-8', 'rebuild is not supported by this index']);
+      const jobs = JSON.parse((await http('GET', `${server.url}/_admin/jobs`)).text) as { jobs: JobView[] };
+      expect(jobs.jobs.filter((j) => j.kind === 'rebuild')).toEqual([]); // refused before any job was queued
     }
     expect(JSON.parse((await http('GET', `${server.url}/?prefix=docs/`)).text).keys).toEqual(['docs/a\uFFFF', 'docs/a\u{1F600}']);
   });
