@@ -334,6 +334,10 @@ describe('an index module that wraps the stock SqliteKeyIndex (KEY_INDEX recorde
     await volumes?.stop();
   });
 
+  it('is what the start-up recovery asks for interrupted writes and undone blob deletes', () => {
+    expect([...methods(calls)]).toEqual(expect.arrayContaining(['pendingWrites', 'pendingDeletes']));
+  });
+
   it('serves the keys through it, and the SQLite file beneath holds them', async () => {
     calls.length = 0;
     await put(server, 'i/a', 'first');
