@@ -25,6 +25,8 @@ export type { JobStore } from './admin/jobs/job-store';
 export type { JobCounters, JobKind, JobState, JobView, PlannedMove } from './admin/jobs/job';
 export { SqliteIndexModule } from './index/sqlite/sqlite-index.module';
 export { SqliteKeyIndex } from './index/sqlite/sqlite-key-index.repository';
+export { SqliteRebuildStaging } from './index/sqlite/sqlite-rebuild-staging';
+export { SqliteJobStore } from './index/sqlite/sqlite-job.store';
 export { IndexInUseError } from './index/sqlite/index-in-use.error';
 
 export { VOLUME_CLIENT, VolumeError } from './volumes/volume-client';

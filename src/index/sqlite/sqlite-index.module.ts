@@ -23,6 +23,7 @@ import { SqliteRebuildStaging } from './sqlite-rebuild-staging';
     { provide: REBUILD_STAGING, useExisting: SqliteRebuildStaging },
     { provide: JOB_STORE, useExisting: SqliteJobStore },
   ],
-  exports: [KEY_INDEX, REBUILD_STAGING, JOB_STORE, SqliteKeyIndex, SqliteRebuildStaging, DatabaseModule],
+  // The classes too, so that a team's index module can wrap one and re-export the others (useExisting).
+  exports: [KEY_INDEX, REBUILD_STAGING, JOB_STORE, SqliteKeyIndex, SqliteRebuildStaging, SqliteJobStore, DatabaseModule],
 })
 export class SqliteIndexModule {}
