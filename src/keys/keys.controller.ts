@@ -3,13 +3,13 @@ import { ApiExcludeController } from '@nestjs/swagger';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { MkvError, MkvErrorCode } from '../common/mkv-error';
 import { parseQuery } from '../common/parse-query';
-import { isUnlinkRequest, methodsRoutedAt } from '../http/streaming-adapter';
 import type { KeyRecord } from '../index/key-record';
 import { KeyWriter } from './key-writer.service';
 import { RawPath } from './key-path.decorator';
 import { isAdminPath, parseKey } from '../common/key-path';
 import { KeysService } from './keys.service';
 import { DEFAULT_LIST_LIMIT, ListQueryDto } from './list-query.dto';
+import { UnlinkRequested } from './unlink-request';
 
 type Query = Record<string, unknown>;
 
@@ -57,9 +57,9 @@ export class KeysController {
 
   /** DELETE, and UNLINK (which the HTTP adapter routes here, marked). */
   @Delete('*')
-  async delete(@RawPath() path: string, @Req() request: FastifyRequest, @Res({ passthrough: true }) reply: FastifyReply) {
+  async delete(@RawPath() path: string, @UnlinkRequested() unlink: boolean, @Res({ passthrough: true }) reply: FastifyReply) {
     const key = parseKey(path);
-    await (isUnlinkRequest(request.raw) ? this.keys.unlink(key) : this.keys.delete(key));
+    await (unlink ? this.keys.unlink(key) : this.keys.delete(key));
     reply.status(204);
   }
 
@@ -101,6 +101,15 @@ function noAdminRoute(request: FastifyRequest): MkvError {
   return allowed.length > 0 ? MkvError.methodNotAllowed(request.method, allowed) : MkvError.notFound();
 }
 
+/** The methods a route other than the key API's wildcard takes at this request's URL. */
+function methodsRoutedAt(request: FastifyRequest): string[] {
+  const fastify = request.server;
+  return fastify.supportedMethods.filter((method) => {
+    const route = fastify.findRoute({ method, url: request.raw.url ?? '/' });
+    return route !== null && !('*' in route.params);
+  });
+}
+
 function setValueHeaders(reply: FastifyReply, record: KeyRecord): void {
   // A key a rebuild found has no MD5 until it is written again: no header
   // beats an empty one (every such key would share the ETag "").
@@ -115,7 +124,7 @@ function declaredLength(request: FastifyRequest): number | undefined {
   return request.headers['transfer-encoding'] === undefined ? 0 : undefined;
 }
 
-/** What sends `100 Continue` to a client that waits for it before sending its body (see http.ts); undefined for any other. */
+/** What sends `100 Continue` to a client that waits for it before sending its body (see the HTTP adapter); undefined for any other. */
 function continueSender(request: FastifyRequest, reply: FastifyReply): (() => void) | undefined {
   const expectsContinue = request.raw.httpVersion === '1.1' && /(?:^|\W)100-continue(?:$|\W)/i.test(request.headers.expect ?? '');
   return expectsContinue ? () => reply.raw.writeContinue() : undefined;
