@@ -4,6 +4,7 @@ import { randomUUID } from 'node:crypto';
 import { METHODS, STATUS_CODES, type IncomingMessage } from 'node:http';
 import type { Socket } from 'node:net';
 import { invalidKey, isAdminPath, rawPathOf } from '../common/key-path';
+import { keyListingConstraint } from '../keys/listing-route';
 import { markUnlinkRequest } from '../keys/unlink-request';
 
 /**
@@ -93,6 +94,7 @@ export function streamingAdapter(): FastifyAdapter {
   for (const method of METHODS) {
     if (method !== 'CONNECT' && !fastify.supportedMethods.includes(method)) fastify.addHttpMethod(method, { hasBody: true });
   }
+  fastify.addConstraintStrategy(keyListingConstraint); // GET /{prefix}?list: the key API's listing route
   // Expect: 100-continue. Node would send `100 Continue` before routing; the
   // request goes through the router as any other instead, and the PUT path
   // sends the 100 once the key is known good (KeyWriter.put), so a refused

@@ -9,6 +9,7 @@ import { RawPath } from './key-path.decorator';
 import { isAdminPath, parseKey } from '../common/key-path';
 import { KeysService } from './keys.service';
 import { DEFAULT_LIST_LIMIT, ListQueryDto } from './list-query.dto';
+import { ListingRoute } from './listing-route';
 import { UnlinkRequested } from './unlink-request';
 
 type Query = Record<string, unknown>;
@@ -32,10 +33,30 @@ export class KeysController {
     return this.keys.list({ prefix: prefix ?? '', start, limit: limit ?? DEFAULT_LIST_LIMIT, state: unlinked === undefined ? 'live' : 'unlinked' });
   }
 
+  /** minikeyvalue's `GET /{prefix}?list` and `?unlinked` (the query routes them here): keys with a leading '/'. */
   @Get('*')
-  async get(@RawPath() path: string, @Query() query: Query, @Req() request: FastifyRequest, @Res({ passthrough: true }) reply: FastifyReply) {
+  @ListingRoute()
+  async listUnder(@RawPath() path: string, @Query() query: Query, @Req() request: FastifyRequest) {
+    if (isAdminPath(path)) throw noAdminRoute(request); // not a prefix to list
+    const { start, limit, unlinked } = parseQuery(ListQueryDto, query);
+    let prefix: string;
+    try {
+      prefix = decodeURIComponent(path);
+    } catch {
+      throw new MkvError(MkvErrorCode.InvalidRequest, 'invalid prefix: bad percent-encoding');
+    }
+    const page = await this.keys.list({
+      prefix,
+      start: start?.replace(/^\//, ''),
+      limit: limit ?? DEFAULT_LIST_LIMIT,
+      state: unlinked === undefined ? 'live' : 'unlinked',
+    });
+    return { keys: page.keys.map((key) => `/${key}`), next: page.next && `/${page.next}` };
+  }
+
+  @Get('*')
+  async get(@RawPath() path: string, @Req() request: FastifyRequest, @Res({ passthrough: true }) reply: FastifyReply) {
     if (isAdminPath(path)) throw noAdminRoute(request); // not a key to read
-    if (query.list !== undefined || query.unlinked !== undefined) return this.listUnder(path, query);
     const location = await this.keys.locate(parseKey(path));
     reply.status(302).header('location', location.url);
     if (location.record) setValueHeaders(reply, location.record);
@@ -74,24 +95,6 @@ export class KeysController {
   refuseMethod(@RawPath() path: string, @Req() request: FastifyRequest): never {
     if (isAdminPath(path)) throw noAdminRoute(request);
     throw MkvError.methodNotAllowed(request.method, path === '' ? ['GET'] : KEY_METHODS);
-  }
-
-  /** minikeyvalue's `GET /{prefix}?list` and `?unlinked`: keys with a leading '/'. */
-  private async listUnder(path: string, query: Query) {
-    const { start, limit, unlinked } = parseQuery(ListQueryDto, query);
-    let prefix: string;
-    try {
-      prefix = decodeURIComponent(path);
-    } catch {
-      throw new MkvError(MkvErrorCode.InvalidRequest, 'invalid prefix: bad percent-encoding');
-    }
-    const page = await this.keys.list({
-      prefix,
-      start: start?.replace(/^\//, ''),
-      limit: limit ?? DEFAULT_LIST_LIMIT,
-      state: unlinked === undefined ? 'live' : 'unlinked',
-    });
-    return { keys: page.keys.map((key) => `/${key}`), next: page.next && `/${page.next}` };
   }
 }
 
