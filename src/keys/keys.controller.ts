@@ -2,7 +2,7 @@ import { All, Controller, Delete, Get, Head, Put, Query, Req, Res } from '@nestj
 import { ApiExcludeController } from '@nestjs/swagger';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { MkvError, MkvErrorCode } from '../common/mkv-error';
-import { parseQuery } from '../common/parse-query';
+import { queryPipe } from '../common/query-validation';
 import type { KeyRecord } from '../index/key-record';
 import { KeyWriter } from './key-writer.service';
 import { RawPath } from './key-path.decorator';
@@ -11,8 +11,6 @@ import { KeysService } from './keys.service';
 import { DEFAULT_LIST_LIMIT, ListQueryDto } from './list-query.dto';
 import { ListingRoute } from './listing-route';
 import { UnlinkRequested } from './unlink-request';
-
-type Query = Record<string, unknown>;
 
 /** What a key path takes (UNLINK arrives as a marked DELETE). */
 const KEY_METHODS = ['GET', 'HEAD', 'PUT', 'DELETE', 'UNLINK'] as const;
@@ -28,17 +26,14 @@ export class KeysController {
 
   /** `GET /?prefix=p&limit=n&start=k`: keys without a leading '/'. */
   @Get()
-  async listRoot(@Query() query: Query) {
-    const { prefix, start, limit, unlinked } = parseQuery(ListQueryDto, query);
+  async listRoot(@Query(queryPipe) { prefix, start, limit, unlinked }: ListQueryDto) {
     return this.keys.list({ prefix: prefix ?? '', start, limit: limit ?? DEFAULT_LIST_LIMIT, state: unlinked === undefined ? 'live' : 'unlinked' });
   }
 
   /** minikeyvalue's `GET /{prefix}?list` and `?unlinked` (the query routes them here): keys with a leading '/'. */
   @Get('*')
   @ListingRoute()
-  async listUnder(@RawPath() path: string, @Query() query: Query, @Req() request: FastifyRequest) {
-    if (isAdminPath(path)) throw noAdminRoute(request); // not a prefix to list
-    const { start, limit, unlinked } = parseQuery(ListQueryDto, query);
+  async listUnder(@RawPath() path: string, @Query(queryPipe) { start, limit, unlinked }: ListQueryDto) {
     let prefix: string;
     try {
       prefix = decodeURIComponent(path);

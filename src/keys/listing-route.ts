@@ -1,6 +1,7 @@
 import { RouteConstraints } from '@nestjs/platform-fastify';
 import type { FastifyInstance } from 'fastify';
 import type { IncomingMessage } from 'node:http';
+import { isAdminPath, rawPathOf } from '../common/key-path';
 
 type ConstraintStrategy = Parameters<FastifyInstance['addConstraintStrategy']>[0];
 type Store = ReturnType<ConstraintStrategy['storage']>;
@@ -12,7 +13,7 @@ const LISTING = 'listing';
  * minikeyvalue's `GET /{prefix}?list` and `?unlinked` share their path with
  * `GET /{key}`; only the query tells them apart. This route constraint,
  * derived from the query string, sends them to a handler of their own, and
- * every other GET to the key's. The HTTP adapter registers it (a Fastify
+ * every other GET to the key's (which answers an /_admin path). The HTTP adapter registers it (a Fastify
  * serving the key routes must know it). Not `mustMatchWhenDerived`: a path
  * with no listing route (`GET /?list`) still reaches its own.
  */
@@ -28,12 +29,12 @@ export const keyListingConstraint: ConstraintStrategy = {
   deriveConstraint: (req: IncomingMessage) => (isListingQuery(req.url ?? '/') ? LISTING : undefined),
 };
 
-/** The route of a listing: a GET whose query names `list` or `unlinked` (any value). */
+/** The route of a listing: a GET whose query names `list` or `unlinked` (any value), outside /_admin. */
 export const ListingRoute = () => RouteConstraints({ [CONSTRAINT]: LISTING });
 
 function isListingQuery(url: string): boolean {
   const start = url.indexOf('?');
-  if (start === -1) return false;
+  if (start === -1 || isAdminPath(rawPathOf(url))) return false; // /_admin is no prefix: the key route answers 404 or 405 there
   const query = new URLSearchParams(url.slice(start + 1));
   return query.has('list') || query.has('unlinked');
 }
