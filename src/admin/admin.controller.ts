@@ -6,7 +6,7 @@ import { strictQueryPipe } from '../common/query-validation';
 import type { JobView } from './jobs/job';
 import { JobsService } from './jobs/jobs.service';
 import { RebalanceService } from './rebalance/rebalance.service';
-import { RebuildService } from './rebuild/rebuild.service';
+import { rebuildNotSupported, RebuildService } from './rebuild/rebuild.service';
 import { RebalanceQueryDto, RebuildQueryDto } from './admin-query.dto';
 
 /** Long-running operations: start one (202 + Location), watch it, cancel it. */
@@ -23,7 +23,9 @@ export class AdminController {
   @ApiOperation({ summary: 'Rebuild the index from the volumes; the serving index is swapped at the end' })
   @ApiResponse({ status: 202, description: 'The queued job; Location: /_admin/jobs/{id}' })
   @ApiResponse({ status: 409, description: 'a {kind} job is already running: {id}' })
+  @ApiResponse({ status: 501, description: 'rebuild is not supported by this index' })
   async startRebuild(@Query(strictQueryPipe) _options: RebuildQueryDto, @Res({ passthrough: true }) reply: FastifyReply) {
+    if (!this.rebuild.supported) throw rebuildNotSupported(); // refused up front: no job is queued to fail
     return accepted(reply, await this.jobs.start('rebuild', false, (run) => this.rebuild.run(run)));
   }
 
