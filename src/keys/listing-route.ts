@@ -13,9 +13,10 @@ const LISTING = 'listing';
  * minikeyvalue's `GET /{prefix}?list` and `?unlinked` share their path with
  * `GET /{key}`; only the query tells them apart. This route constraint,
  * derived from the query string, sends them to a handler of their own, and
- * every other GET to the key's (which answers an /_admin path). The HTTP adapter registers it (a Fastify
- * serving the key routes must know it). Not `mustMatchWhenDerived`: a path
- * with no listing route (`GET /?list`) still reaches its own.
+ * every other GET (an /_admin path too) to the key's. The HTTP adapter
+ * registers it: a Fastify serving the key routes must know it. Not
+ * `mustMatchWhenDerived`: a path with no listing route (`GET /?list`, any
+ * PUT or HEAD) still reaches its own.
  */
 export const keyListingConstraint: ConstraintStrategy = {
   name: CONSTRAINT,
