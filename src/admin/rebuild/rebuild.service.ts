@@ -79,7 +79,7 @@ export class RebuildService {
   }
 
   private requireStaging(): RebuildStaging {
-    if (this.staging === undefined) throw new MkvError(MkvErrorCode.NotSupported, 'rebuild is not supported by this index');
+    if (this.staging === undefined) throw rebuildNotSupported();
     return this.staging;
   }
 
@@ -182,6 +182,11 @@ export class RebuildService {
       await yieldToEventLoop();
     }
   }
+}
+
+/** The refusal of a rebuild on an index without staging (501). */
+export function rebuildNotSupported(): MkvError {
+  return new MkvError(MkvErrorCode.NotSupported, 'rebuild is not supported by this index');
 }
 
 /** `a/b/c` -> [`a`, `a/b`]: the keys that would need to be files where this one needs directories. */
