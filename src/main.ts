@@ -1,7 +1,7 @@
 import 'reflect-metadata';
 import { Command, CommanderError, Option } from 'commander';
 import { CONFIG_DEFAULTS, ConfigError, ConfigInput, loadConfig } from './config/load-config';
-import { IndexInUseError } from './index/sqlite/index-in-use.error';
+import { IndexInUseError } from './index/index-in-use.error';
 import { DEFAULT_REBALANCE_CONCURRENCY } from './admin/rebalance/rebalance-defaults';
 
 /** Bad usage, or an index another mkv owns, exits 2 (as a shell builtin would); failures at run time exit 1. */

@@ -6,7 +6,7 @@ import { DataSource } from 'typeorm';
 import { ConfigModule } from '../../config/config.module';
 import { loadConfig } from '../../config/load-config';
 import { DatabaseModule } from './database.module';
-import { IndexInUseError } from './index-in-use.error';
+import { IndexInUseError } from '../index-in-use.error';
 import { IndexOwner } from './index-owner';
 import { SqliteDatabase } from './sqlite-database';
 
