@@ -1,5 +1,7 @@
+import { existsSync, readFileSync } from 'node:fs';
+import { resolve } from 'node:path';
 import { http, keyUrl, md5 } from './support/http';
-import { runMkv, ServerProcess } from './support/cli';
+import { MKV_CWD, runMkv, ServerProcess } from './support/cli';
 import { pollUntil } from './support/poll-until';
 import { GeneratedBody } from './support/streams';
 import { freePort, TestVolumes } from './support/volumes';
@@ -16,6 +18,20 @@ describe('mkv CLI', () => {
     expect(serveHelp.status).toBe(0);
     expect(serveHelp.stdout).toContain('--port');
     expect(serveHelp.stdout).toContain('--host');
+  });
+
+  it('nest-cli.json describes the build bin/mkv runs (src/main.ts through tsconfig.build.json), and no schematics the project lacks', () => {
+    const json = (file: string) => JSON.parse(readFileSync(resolve(MKV_CWD, file), 'utf8'));
+    const nest = json('nest-cli.json');
+    const build = json(nest.compilerOptions.tsConfigPath).compilerOptions;
+    const pkg = json('package.json');
+    expect(nest.compilerOptions.tsConfigPath).toBe('tsconfig.build.json');
+    expect(resolve(MKV_CWD, nest.sourceRoot)).toBe(resolve(MKV_CWD, build.rootDir));
+    expect(existsSync(resolve(MKV_CWD, nest.sourceRoot, `${nest.entryFile}.ts`))).toBe(true);
+    const entry = `${build.outDir.replace(/^\.\//, '')}/${nest.entryFile}.js`;
+    expect(readFileSync(resolve(MKV_CWD, 'bin/mkv'), 'utf8')).toContain(`/../${entry}`);
+    expect(nest.compilerOptions.deleteOutDir).toBe(true); // as npm run build does
+    if (nest.collection !== undefined) expect({ ...pkg.dependencies, ...pkg.devDependencies }).toHaveProperty([nest.collection]);
   });
 
   it.each([
