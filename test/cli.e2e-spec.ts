@@ -1,5 +1,6 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
+import { MKV_OPTIONS } from '../src/config/options';
 import { http, keyUrl, md5 } from './support/http';
 import { MKV_CWD, runMkv, ServerProcess } from './support/cli';
 import { pollUntil } from './support/poll-until';
@@ -18,6 +19,22 @@ describe('mkv CLI', () => {
     expect(serveHelp.status).toBe(0);
     expect(serveHelp.stdout).toContain('--port');
     expect(serveHelp.stdout).toContain('--host');
+  });
+
+  it('--help shows every option with its environment variable and default, all from the one table (src/config/options.ts)', () => {
+    // Commander wraps the lines; the words are what an operator reads.
+    const help = (args: string[]) => runMkv(args).stdout.replace(/\s+/g, ' ');
+    const byCommand = { global: help(['--help']), serve: help(['serve', '--help']), rebalance: help(['rebalance', '--help']) };
+    expect(byCommand.global).toContain('-r, --replicas <n> replicas per key (default: 3, env: MKV_REPLICAS)');
+    expect(byCommand.global).toContain('-d, --db <path> SQLite index file (default: "./data/index.db", env: MKV_DB)');
+    expect(byCommand.serve).toContain('-p, --port <port> port to listen on (default: 3000, env: MKV_PORT)');
+    expect(byCommand.rebalance).toContain('--concurrency <n> keys moved at once (default: 8)');
+    for (const spec of Object.values(MKV_OPTIONS)) {
+      const text = byCommand[spec.command];
+      expect(text).toContain(`${spec.flags} ${spec.description}`);
+      if (spec.env !== undefined) expect(text).toContain(`env: ${spec.env}`);
+      if (spec.default !== undefined && spec.default !== false) expect(text).toContain(`default: ${JSON.stringify(spec.default)}`);
+    }
   });
 
   it('nest-cli.json describes the build bin/mkv runs (src/main.ts through tsconfig.build.json), and no schematics the project lacks', () => {
@@ -64,14 +81,19 @@ describe('mkv CLI', () => {
   it('serves with options from the environment, flags winning over it', async () => {
     const volumes = await TestVolumes.start(2);
     const port = await freePort();
+    // The CLI shows each default in --help, yet a default never stands in for a flag: MKV_DB and
+    // MKV_VOLUMES are used, and MKV_PROTECT=0 means off (commander alone takes a switch's variable as on).
     const server = await ServerProcess.start(['-r', '2'], port, {
       MKV_VOLUMES: volumes.urls.map((u) => u.replace('http://', '')).join(','),
       MKV_DB: `${volumes.root}/env.db`,
       MKV_REPLICAS: '5',
+      MKV_PROTECT: '0',
     });
     try {
       expect((await http('PUT', keyUrl(server.url, 'from/env'), { body: 'x' })).status).toBe(201);
       expect(volumes.list.every((v) => v.has('from/env'))).toBe(true);
+      expect(existsSync(`${volumes.root}/env.db`)).toBe(true);
+      expect((await http('DELETE', keyUrl(server.url, 'from/env'))).status).toBe(204);
     } finally {
       await server.stop();
       await volumes.stop();
