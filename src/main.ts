@@ -3,6 +3,7 @@ import { Command, CommanderError, Option } from 'commander';
 import { ConfigError, ConfigInput, loadConfig } from './config/load-config';
 import { CLI_OPTIONS, MKV_OPTIONS, OptionCommand, OptionSpec, OptionValue, resolveOption } from './config/options';
 import { IndexInUseError } from './index/sqlite/index-in-use.error';
+import type { MkvExtension } from './mkv-options';
 
 /** Bad usage, or an index another mkv owns, exits 2 (as a shell builtin would); failures at run time exit 1. */
 const EXIT_USAGE = 2;
@@ -22,13 +23,14 @@ function buildProgram(): Command {
     .action(async (_options: object, command: Command) => {
       const flags = givenFlags(command);
       const config = loadConfig(flags, process.env);
+      const extension = await loadModules(flags);
       // Loaded here, not at the top, so --help and bad options answer without booting Nest.
       const [{ createServer }, { MkvLogger }, { IndexOwner }] = await Promise.all([
         import('./http/create-server'),
         import('./logging/mkv-logger'),
         import('./index/sqlite/index-owner'),
       ]);
-      const app = await createServer({ config });
+      const app = await createServer({ config, ...extension });
       await app.listen(config.port, config.host);
       const address = app.getHttpServer().address();
       const port = typeof address === 'object' && address ? address.port : config.port;
@@ -51,8 +53,9 @@ function buildProgram(): Command {
     .action(async (_options: object, command: Command) => {
       const flags = givenFlags(command);
       const config = loadConfig(flags, process.env);
+      const extension = await loadModules(flags);
       const { runJob } = await import('./admin/cli/run-job');
-      process.exitCode = await runJob({ config }, 'rebuild');
+      process.exitCode = await runJob({ config, ...extension }, 'rebuild');
     });
 
   const rebalance = program
@@ -63,8 +66,9 @@ function buildProgram(): Command {
       const config = loadConfig(flags, process.env);
       const concurrency = resolveOption(CLI_OPTIONS.concurrency, flags.concurrency, process.env) as number;
       const dryRun = flags.dryRun === true;
+      const extension = await loadModules(flags);
       const { runJob } = await import('./admin/cli/run-job');
-      process.exitCode = await runJob({ config }, 'rebalance', { dryRun, concurrency });
+      process.exitCode = await runJob({ config, ...extension }, 'rebalance', { dryRun, concurrency });
     });
   addOptions(rebalance, 'rebalance');
   return program;
@@ -87,10 +91,11 @@ function commanderOption(spec: OptionSpec): Option {
   if (spec.env !== undefined) option.env(spec.env);
   // A switch is off unless given: "(default: false)" says nothing.
   if (spec.default !== undefined && spec.default !== false) option.default(spec.default);
+  if (spec.repeatable) option.argParser((value: string, previous: string[] | undefined) => [...(previous ?? []), value]);
   return option;
 }
 
-type GivenFlags = ConfigInput & { dryRun?: boolean; concurrency?: string };
+type GivenFlags = ConfigInput & { module?: string[]; dryRun?: boolean; concurrency?: string };
 
 /** The options given on the command line, to this command and before it, as commander collected them. */
 function givenFlags(command: Command): GivenFlags {
@@ -101,6 +106,14 @@ function givenFlags(command: Command): GivenFlags {
     }
   }
   return given as GivenFlags;
+}
+
+/** The extensions --module or MKV_MODULES name, loaded and merged before Nest starts. */
+async function loadModules(flags: GivenFlags): Promise<MkvExtension> {
+  const paths = (resolveOption(CLI_OPTIONS.module, flags.module, process.env) as string[] | undefined) ?? [];
+  if (paths.length === 0) return {};
+  const { loadExtensions } = await import('./config/load-extensions');
+  return loadExtensions(paths);
 }
 
 async function main(argv: string[]): Promise<void> {

@@ -27,6 +27,8 @@ describe('mkv CLI', () => {
     const byCommand = { global: help(['--help']), serve: help(['serve', '--help']), rebalance: help(['rebalance', '--help']) };
     expect(byCommand.global).toContain('-r, --replicas <n> replicas per key (default: 3, env: MKV_REPLICAS)');
     expect(byCommand.global).toContain('-d, --db <path> SQLite index file (default: "./data/index.db", env: MKV_DB)');
+    expect(byCommand.global).toContain('--module <path>');
+    expect(byCommand.global).toContain('(env: MKV_MODULES)');
     expect(byCommand.serve).toContain('-p, --port <port> port to listen on (default: 3000, env: MKV_PORT)');
     expect(byCommand.rebalance).toContain('--concurrency <n> keys moved at once (default: 8)');
     for (const spec of Object.values(MKV_OPTIONS)) {
@@ -134,5 +136,51 @@ describe('mkv CLI', () => {
       await server.stop();
       await volumes.stop();
     }
+  });
+
+  describe('--module and MKV_MODULES: a team\'s code, loaded without editing mkv', () => {
+    const missing = './test/fixtures/missing.js';
+
+    it.each([
+      ['--module', ['--module', 'test/fixtures/hello-module.js'], {}],
+      ['MKV_MODULES', [], { MKV_MODULES: 'test/fixtures/hello-module.js' }],
+    ])('with %s, serves the module\'s controller (GET /_hello) beside the key API', async (_how, args, env) => {
+      const volumes = await TestVolumes.start(2);
+      const server = await ServerProcess.start(['-v', volumes.urls.join(','), '-r', '2', '-d', `${volumes.root}/index.db`, ...args], await freePort(), env);
+      try {
+        const hello = await http('GET', `${server.url}/_hello`);
+        expect([hello.status, hello.text]).toEqual([200, 'hello']);
+        expect((await http('PUT', keyUrl(server.url, 'beside/hello'), { body: 'value' })).status).toBe(201);
+        const get = await http('GET', keyUrl(server.url, 'beside/hello'));
+        expect(get.status).toBe(302);
+        expect(volumes.list.every((v) => v.read('beside/hello').toString() === 'value')).toBe(true);
+      } finally {
+        await server.stop();
+        await volumes.stop();
+      }
+    });
+
+    it.each([
+      [['-v', 'a:1', 'serve', '--module', missing], {}, `mkv: cannot load module ${missing}: Cannot find module '${resolve(MKV_CWD, missing)}'`],
+      [['-v', 'a:1', 'serve'], { MKV_MODULES: missing }, `mkv: cannot load module ${missing}: Cannot find module '${resolve(MKV_CWD, missing)}'`],
+      [
+        ['-v', 'a:1', '--module', 'test/fixtures/exports-nothing.js', 'serve'],
+        {},
+        'mkv: cannot load module test/fixtures/exports-nothing.js: it exports no default, no mkvExtension and no Nest module',
+      ],
+    ])('mkv %j (env %j) exits 2 with one line naming the file, before starting', (args, env, message) => {
+      const { status, stdout, stderr } = runMkv(args, env);
+      expect(status).toBe(2);
+      expect(stderr.trim()).toBe(message);
+      expect(stdout).toBe('');
+    });
+
+    it.each(['serve', 'rebuild', 'rebalance'])('%s refuses two modules replacing the volume client, naming both (exit 2)', (command) => {
+      const a = 'test/fixtures/volume-client-a.js';
+      const b = 'test/fixtures/volume-client-b.js';
+      const { status, stderr } = runMkv(['-v', 'a:1', '-d', '/nonexistent/index.db', '--module', a, '--module', b, command]);
+      expect(status).toBe(2);
+      expect(stderr.trim()).toBe(`mkv: invalid --module: ${a} and ${b} both replace the volumeClient; only one module may`);
+    });
   });
 });

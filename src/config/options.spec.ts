@@ -34,6 +34,12 @@ describe('MKV_OPTIONS', () => {
       expect(() => resolveOption(replicas, undefined, { MKV_REPLICAS: 'x' })).toThrow(new ConfigError("invalid --replicas: 'x' is not a whole number"));
     });
 
+    it('reads MKV_MODULES as a comma-separated list, and repeated --module flags as given', () => {
+      expect(resolveOption(CLI_OPTIONS.module, undefined, { MKV_MODULES: ' a.js, ,b.js' })).toEqual(['a.js', 'b.js']);
+      expect(resolveOption(CLI_OPTIONS.module, ['c.js', 'd.js'], { MKV_MODULES: 'a.js' })).toEqual(['c.js', 'd.js']);
+      expect(resolveOption(CLI_OPTIONS.module, undefined, {})).toBeUndefined();
+    });
+
     it('leaves --concurrency to its default (the rebalance default) and checks a given one', () => {
       expect(resolveOption(CLI_OPTIONS.concurrency, undefined, {})).toBe(8);
       expect(() => resolveOption(CLI_OPTIONS.concurrency, '65', {})).toThrow(new ConfigError("invalid --concurrency: '65' is not a whole number from 1 to 64"));

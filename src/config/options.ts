@@ -21,6 +21,8 @@ export interface OptionSpec {
   env?: string;
   /** Used when neither the flag nor the variable is given; --help shows it. */
   default?: string | number | boolean;
+  /** Given several times, the values add up (the variable holds a comma-separated list). */
+  repeatable?: boolean;
   /** Turns the value into what the option means; throws ConfigError naming `flag`. */
   parse?(value: OptionValue, flag: string): unknown;
 }
@@ -88,8 +90,16 @@ export const CONFIG_OPTIONS = {
   },
 } as const satisfies Record<string, OptionSpec>;
 
-/** The options that are not configuration: how a rebalance runs. */
+/** The options that are not configuration: what to load, and how a rebalance runs. */
 export const CLI_OPTIONS = {
+  module: {
+    flags: '--module <path>',
+    description: 'a Nest module or MkvExtension file to load, from the current directory; repeat for several (the variable: comma-separated)',
+    command: 'global',
+    env: 'MKV_MODULES',
+    repeatable: true,
+    parse: toList,
+  },
   dryRun: { flags: '--dry-run', description: 'report the plan without touching a volume or the index', command: 'rebalance' },
   concurrency: {
     flags: '--concurrency <n>',
