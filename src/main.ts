@@ -3,6 +3,8 @@ import { Command, CommanderError, Option } from 'commander';
 import { ConfigError, ConfigInput, loadConfig } from './config/load-config';
 import { CLI_OPTIONS, MKV_OPTIONS, OptionCommand, OptionSpec, OptionValue, resolveOption } from './config/options';
 import { IndexInUseError } from './index/sqlite/index-in-use.error';
+import type { ModuleRef } from '@nestjs/core';
+import type { IndexOwner } from './index/sqlite/index-owner';
 import type { MkvExtension } from './mkv-options';
 
 /** Bad usage, or an index another mkv owns, exits 2 (as a shell builtin would); failures at run time exit 1. */
@@ -25,22 +27,24 @@ function buildProgram(): Command {
       const config = loadConfig(flags, process.env);
       const extension = await loadModules(flags);
       // Loaded here, not at the top, so --help and bad options answer without booting Nest.
-      const [{ createServer }, { MkvLogger }, { IndexOwner }] = await Promise.all([
+      const [{ createServer }, { MkvLogger }, { IndexOwner }, { ModuleRef }] = await Promise.all([
         import('./http/create-server'),
         import('./logging/mkv-logger'),
         import('./index/sqlite/index-owner'),
+        import('@nestjs/core'),
       ]);
       const app = await createServer({ config, ...extension });
       await app.listen(config.port, config.host);
       const address = app.getHttpServer().address();
       const port = typeof address === 'object' && address ? address.port : config.port;
       const logger = app.get(MkvLogger);
-      logger.log(
-        `mkv listening on http://${config.host}:${port} (index ${config.db}, ${config.volumes.length} volumes, ${config.replicas} replicas)`,
-        'mkv',
-      );
+      // Only the SQLite index has an owner and files to watch: a team's index
+      // (a --module giving `index`) has neither.
+      const owner = optionalProvider<IndexOwner>(app.get(ModuleRef), IndexOwner);
+      const index = owner ? `index ${config.db}` : 'index from a module';
+      logger.log(`mkv listening on http://${config.host}:${port} (${index}, ${config.volumes.length} volumes, ${config.replicas} replicas)`, 'mkv');
       // Not a graceful stop: the writes it would wait for cannot commit. Stopping here is a crash the index recovers from.
-      app.get(IndexOwner).watchWritable(INDEX_WATCH_MS, (file, error) => {
+      owner?.watchWritable(INDEX_WATCH_MS, (file, error) => {
         logger.fatal(`index file ${file} is no longer writable (${error.code}): stopping`, 'mkv');
         process.exit(1);
       });
@@ -72,6 +76,18 @@ function buildProgram(): Command {
     });
   addOptions(rebalance, 'rebalance');
   return program;
+}
+
+/**
+ * A provider the app may not have, or undefined. Asked of a ModuleRef: the
+ * app's own get logs a missing provider as an error before throwing.
+ */
+function optionalProvider<T>(moduleRef: ModuleRef, token: Function): T | undefined {
+  try {
+    return moduleRef.get<T>(token, { strict: false });
+  } catch {
+    return undefined;
+  }
 }
 
 /** The options of one command, from the one table (src/config/options.ts). */

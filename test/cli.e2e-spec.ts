@@ -182,5 +182,23 @@ describe('mkv CLI', () => {
       expect(status).toBe(2);
       expect(stderr.trim()).toBe(`mkv: invalid --module: ${a} and ${b} both replace the volumeClient; only one module may`);
     });
+
+    it("serves on a team's index (no SQLite file, no index owner to watch): the server stays up and takes writes", async () => {
+      const volumes = await TestVolumes.start(2);
+      const db = `${volumes.root}/never-opened.db`;
+      const server = await ServerProcess.start(['-v', volumes.urls.join(','), '-r', '2', '-d', db, '--module', 'test/fixtures/memory-index.js'], await freePort());
+      try {
+        expect((await http('PUT', keyUrl(server.url, 'in/memory'), { body: 'kept' })).status).toBe(201);
+        const get = await http('GET', keyUrl(server.url, 'in/memory'));
+        expect(get.status).toBe(302);
+        expect((await http('GET', get.headers.location)).text).toBe('kept');
+        expect(server.child.exitCode).toBeNull();
+        expect(server.output).toContain('index from a module');
+        expect(existsSync(db)).toBe(false);
+      } finally {
+        await server.stop();
+        await volumes.stop();
+      }
+    });
   });
 });
