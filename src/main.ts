@@ -100,7 +100,9 @@ function addOptions(command: Command, which: OptionCommand): void {
  * too, but only the flags given are used (givenFlags): loadConfig and
  * resolveOption apply the variables and defaults themselves, with the same
  * parsing as a flag's (commander takes any value of a switch's variable,
- * MKV_PROTECT=0 included, as "on").
+ * MKV_PROTECT=0 included, as "on"). No parser is given to commander for the
+ * same reason, and because it would run it on every variable before --help:
+ * a bad MKV_* would then stop `mkv --help`.
  */
 function commanderOption(spec: OptionSpec): Option {
   const option = new Option(spec.flags, spec.description);
