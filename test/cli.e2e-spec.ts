@@ -31,6 +31,8 @@ describe('mkv CLI', () => {
     expect(byCommand.global).toContain('(env: MKV_MODULES)');
     expect(byCommand.serve).toContain('-p, --port <port> port to listen on (default: 3000, env: MKV_PORT)');
     expect(byCommand.rebalance).toContain('--concurrency <n> keys moved at once (default: 8)');
+    // Commander only shows the variables: a bad one is loadConfig's to refuse, after --help has answered.
+    expect(runMkv(['--help'], { MKV_REPLICAS: 'many' }).status).toBe(0);
     for (const spec of Object.values(MKV_OPTIONS)) {
       const text = byCommand[spec.command];
       expect(text).toContain(`${spec.flags} ${spec.description}`);
