@@ -6,6 +6,7 @@ import { ConfigInput, loadConfig } from '../../src/config/load-config';
 import type { MkvConfig } from '../../src/config/mkv-config';
 import { HealthChecker } from '../../src/health/health-checker.service';
 import { createServer } from '../../src/http/create-server';
+import type { MkvExtension } from '../../src/mkv-options';
 
 /** The real ServerModule on a free port, over a real SQLite file in a temp dir. */
 export class TestServer {
@@ -19,13 +20,14 @@ export class TestServer {
     private readonly ownsDir: boolean,
   ) {}
 
-  static async start(options: ConfigInput & { dir?: string }): Promise<TestServer> {
+  /** `extension`: what a team adds or replaces (an example's `mkvExtension`), as createServer takes it. */
+  static async start(options: ConfigInput & { dir?: string }, extension: MkvExtension = {}): Promise<TestServer> {
     const ownsDir = options.dir === undefined;
     const dir = options.dir ?? mkdtempSync(join(tmpdir(), 'mkv-index-'));
     mkdirSync(dir, { recursive: true });
     // Probes every 0.1 s by default, so a test sees a stopped or restarted volume's state settle fast.
     const config = loadConfig({ db: join(dir, 'index.db'), replicas: 2, logLevel: 'error', healthInterval: 0.1, ...options, port: 0, host: '127.0.0.1' });
-    const app = await createServer({ config });
+    const app = await createServer({ config, ...extension });
     await app.listen(0, '127.0.0.1');
     const { port } = app.getHttpServer().address() as { port: number };
     return new TestServer(app, config, `http://127.0.0.1:${port}`, dir, ownsDir);
