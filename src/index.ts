@@ -25,7 +25,9 @@ export type { JobStore } from './admin/jobs/job-store';
 export type { JobCounters, JobKind, JobState, JobView, PlannedMove } from './admin/jobs/job';
 export { SqliteIndexModule } from './index/sqlite/sqlite-index.module';
 export { SqliteKeyIndex } from './index/sqlite/sqlite-key-index.repository';
-export { IndexInUseError } from './index/sqlite/index-in-use.error';
+export { SqliteRebuildStaging } from './index/sqlite/sqlite-rebuild-staging';
+export { SqliteJobStore } from './index/sqlite/sqlite-job.store';
+export { IndexInUseError } from './index/index-in-use.error';
 
 export { VOLUME_CLIENT, VolumeError } from './volumes/volume-client';
 export type { VolumeClient, VolumeEntry } from './volumes/volume-client';
@@ -34,4 +36,5 @@ export { HttpVolumeClient } from './volumes/http-volume.client';
 export { PLACEMENT } from './hashing/placement';
 export type { Placement } from './hashing/placement';
 export { RendezvousPlacement } from './hashing/rendezvous-placement.service';
-export { blobUrl, encodeKeyPath, placeKey, rankVolumes } from './hashing/rendezvous';
+export { blobUrl, placeKey, rankVolumes } from './hashing/rendezvous';
+export { encodeKeyPath } from './common/key-path';

@@ -191,6 +191,18 @@ describe('key API', () => {
       expect(JSON.parse((await http('GET', `${server.url}/list?unlinked`)).text)).toEqual({ keys: ['/list/z'], next: '' });
     });
 
+    // The listing is its own route, chosen by the query: its parameters are checked there only, never on a key's GET.
+    it('a key GET with listing parameters still redirects; the same parameters on ?list are checked', async () => {
+      const key = await http('GET', `${server.url}/list/a?limit=ten&start=x&prefix=1&prefix=2`);
+      expect([key.status, key.headers.location]).toEqual([302, expect.stringMatching(/\/list\/a$/)]);
+      for (const flag of ['list', 'unlinked', 'li%73t']) {
+        const listing = await http('GET', `${server.url}/list?${flag}&limit=ten`);
+        expect([listing.status, listing.text]).toEqual([400, 'limit must be a whole number']);
+      }
+      const admin = await http('GET', `${server.url}/_admin/jobs/x/y?unlinked&limit=ten`);
+      expect([admin.status, admin.text]).toEqual([404, 'not found']);
+    });
+
     it.each([
       ['0', 'limit must be at least 1'],
       ['10001', 'limit must be at most 10000'],

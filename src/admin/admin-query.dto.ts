@@ -1,6 +1,6 @@
 import { Transform } from 'class-transformer';
 import { IsBoolean, IsInt, IsOptional, Max, Min } from 'class-validator';
-import { DecimalDigits } from '../common/parse-query';
+import { DecimalDigits } from '../common/query-validation';
 
 /** `POST /_admin/rebalance?dryRun=true&concurrency=8` */
 export class RebalanceQueryDto {

@@ -2,11 +2,11 @@ import { Controller, Delete, Get, Header, Param, Post, Query, Res } from '@nestj
 import { ApiOperation, ApiProduces, ApiQuery, ApiResponse, ApiTags } from '@nestjs/swagger';
 import type { FastifyReply } from 'fastify';
 import { Readable } from 'node:stream';
-import { parseQuery } from '../common/parse-query';
+import { strictQueryPipe } from '../common/query-validation';
 import type { JobView } from './jobs/job';
 import { JobsService } from './jobs/jobs.service';
 import { RebalanceService } from './rebalance/rebalance.service';
-import { RebuildService } from './rebuild/rebuild.service';
+import { rebuildNotSupported, RebuildService } from './rebuild/rebuild.service';
 import { RebalanceQueryDto, RebuildQueryDto } from './admin-query.dto';
 
 /** Long-running operations: start one (202 + Location), watch it, cancel it. */
@@ -23,8 +23,9 @@ export class AdminController {
   @ApiOperation({ summary: 'Rebuild the index from the volumes; the serving index is swapped at the end' })
   @ApiResponse({ status: 202, description: 'The queued job; Location: /_admin/jobs/{id}' })
   @ApiResponse({ status: 409, description: 'a {kind} job is already running: {id}' })
-  async startRebuild(@Query() query: Record<string, unknown>, @Res({ passthrough: true }) reply: FastifyReply) {
-    parseQuery(RebuildQueryDto, query, { strict: true });
+  @ApiResponse({ status: 501, description: 'rebuild is not supported by this index' })
+  async startRebuild(@Query(strictQueryPipe) _options: RebuildQueryDto, @Res({ passthrough: true }) reply: FastifyReply) {
+    if (!this.rebuild.supported) throw rebuildNotSupported(); // refused up front: no job is queued to fail
     return accepted(reply, await this.jobs.start('rebuild', false, (run) => this.rebuild.run(run)));
   }
 
@@ -35,8 +36,7 @@ export class AdminController {
   @ApiResponse({ status: 202, description: 'The queued job; Location: /_admin/jobs/{id}' })
   @ApiResponse({ status: 400, description: 'A bad or unknown query parameter' })
   @ApiResponse({ status: 409, description: 'a {kind} job is already running: {id}' })
-  async startRebalance(@Query() query: Record<string, unknown>, @Res({ passthrough: true }) reply: FastifyReply) {
-    const { dryRun = false, concurrency } = parseQuery(RebalanceQueryDto, query, { strict: true });
+  async startRebalance(@Query(strictQueryPipe) { dryRun = false, concurrency }: RebalanceQueryDto, @Res({ passthrough: true }) reply: FastifyReply) {
     return accepted(reply, await this.jobs.start('rebalance', dryRun, (run) => this.rebalance.run(run, { concurrency })));
   }
 

@@ -1,5 +1,5 @@
 import { MkvError, MkvErrorCode } from './mkv-error';
-import { parseKey } from './key-path';
+import { encodeKeyPath, parseKey } from './key-path';
 
 function rejection(rawPath: string): MkvError {
   try {
@@ -76,5 +76,17 @@ describe(parseKey.name, () => {
     expect(error).toBeInstanceOf(MkvError);
     expect(error.code).toBe(MkvErrorCode.InvalidRequest);
     expect(error.message).toBe(`invalid key: ${reason}`);
+  });
+});
+
+describe(encodeKeyPath.name, () => {
+  it.each([
+    ['a/b/c', 'a/b/c'],
+    ['sp ace/100%', 'sp%20ace/100%25'],
+    ['q?x#y', 'q%3Fx%23y'],
+    ['日本/語', '%E6%97%A5%E6%9C%AC/%E8%AA%9E'],
+    ["keep-_.!~*'()", "keep-_.!~*'()"],
+  ])('encodes %j as %s, keeping the slashes between segments', (key, path) => {
+    expect(encodeKeyPath(key)).toBe(path);
   });
 });

@@ -62,3 +62,8 @@ export function isAdminPath(rawPath: string): boolean {
 export function invalidKey(reason: string): MkvError {
   return new MkvError(MkvErrorCode.InvalidRequest, `invalid key: ${reason}`);
 }
+
+/** The key as a URL path: each segment percent-encoded with encodeURIComponent. */
+export function encodeKeyPath(key: string): string {
+  return key.split('/').map(encodeURIComponent).join('/');
+}

@@ -1,5 +1,5 @@
 import { Logger } from '@nestjs/common';
-import { IndexInUseError } from '../index/sqlite/index-in-use.error';
+import { IndexInUseError } from '../index/index-in-use.error';
 
 /**
  * Options for creating the app or a CLI job's context: Nest's start-up logs

@@ -1,4 +1,4 @@
-import { blobUrl, encodeKeyPath, placeKey, rankVolumes, scoreVolume, subvolumeDir, subvolumeOf } from './rendezvous';
+import { blobUrl, placeKey, rankVolumes, scoreVolume, subvolumeDir, subvolumeOf } from './rendezvous';
 
 const V1 = 'http://127.0.0.1:8081';
 const V2 = 'http://127.0.0.1:8082';
@@ -109,17 +109,5 @@ describe(subvolumeDir.name, () => {
   it('pads a one-digit subvolume in a blob URL', () => {
     // Python: int.from_bytes(sha256(b'hello' + V1)[28:32], 'big') % 16 == 8
     expect(blobUrl('hello', V1, 16)).toBe(`${V1}/sv08/hello`);
-  });
-});
-
-describe(encodeKeyPath.name, () => {
-  it.each([
-    ['a/b/c', 'a/b/c'],
-    ['sp ace/100%', 'sp%20ace/100%25'],
-    ['q?x#y', 'q%3Fx%23y'],
-    ['日本/語', '%E6%97%A5%E6%9C%AC/%E8%AA%9E'],
-    ["keep-_.!~*'()", "keep-_.!~*'()"],
-  ])('encodes %j as %s, keeping the slashes between segments', (key, path) => {
-    expect(encodeKeyPath(key)).toBe(path);
   });
 });

@@ -1,4 +1,5 @@
 import { hash } from 'node:crypto';
+import { encodeKeyPath } from '../common/key-path';
 
 /**
  * Rendezvous (highest random weight) placement, exactly as the README states
@@ -33,11 +34,6 @@ export function subvolumeOf(key: string, volume: string, subvolumes: number): nu
 /** `/svXX` (two upper-case hex digits) when subvolumes are in use, else empty. */
 export function subvolumeDir(subvolume: number): string {
   return `/sv${subvolume.toString(16).toUpperCase().padStart(2, '0')}`;
-}
-
-/** The key as a URL path: each segment percent-encoded with encodeURIComponent. */
-export function encodeKeyPath(key: string): string {
-  return key.split('/').map(encodeURIComponent).join('/');
 }
 
 /** Where the key's blob lives on one volume. */

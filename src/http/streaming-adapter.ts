@@ -4,25 +4,8 @@ import { randomUUID } from 'node:crypto';
 import { METHODS, STATUS_CODES, type IncomingMessage } from 'node:http';
 import type { Socket } from 'node:net';
 import { invalidKey, isAdminPath, rawPathOf } from '../common/key-path';
-
-const UNLINK = Symbol('mkv.unlink');
-
-/** True for a request that arrived as minikeyvalue's UNLINK method. */
-export function isUnlinkRequest(raw: IncomingMessage): boolean {
-  return (raw as IncomingMessage & { [UNLINK]?: boolean })[UNLINK] === true;
-}
-
-/**
- * The methods a route other than the key API's wildcard takes at this
- * request's URL: under /_admin, the Allow of a 405 (none: a 404).
- */
-export function methodsRoutedAt(request: FastifyRequest): string[] {
-  const fastify = request.server;
-  return fastify.supportedMethods.filter((method) => {
-    const route = fastify.findRoute({ method, url: request.raw.url ?? '/' });
-    return route !== null && !('*' in route.params);
-  });
-}
+import { keyListingConstraint } from '../keys/listing-route';
+import { markUnlinkRequest } from '../keys/unlink-request';
 
 /**
  * `@All(path)` as a fallback: it takes only the methods no route of the same
@@ -98,7 +81,7 @@ export function streamingAdapter(): FastifyAdapter {
     // (which cancels a job); the key routes' fallback answers it.
     rewriteUrl(req: IncomingMessage) {
       if (req.method === 'UNLINK' && !isAdminPath(rawPathOf(req.url ?? '/'))) {
-        (req as IncomingMessage & { [UNLINK]?: boolean })[UNLINK] = true;
+        markUnlinkRequest(req);
         req.method = 'DELETE';
       }
       return req.url ?? '/';
@@ -111,6 +94,7 @@ export function streamingAdapter(): FastifyAdapter {
   for (const method of METHODS) {
     if (method !== 'CONNECT' && !fastify.supportedMethods.includes(method)) fastify.addHttpMethod(method, { hasBody: true });
   }
+  fastify.addConstraintStrategy(keyListingConstraint); // GET /{prefix}?list: the key API's listing route
   // Expect: 100-continue. Node would send `100 Continue` before routing; the
   // request goes through the router as any other instead, and the PUT path
   // sends the 100 once the key is known good (KeyWriter.put), so a refused

@@ -13,7 +13,8 @@ import type { KeyRecord } from '../index/key-record';
 import { InMemoryVolumeClient } from '../../test/support/in-memory-volume.client';
 import { VOLUME_CLIENT } from '../volumes/volume-client';
 import { KeyLocks } from '../replicas/key-locks';
-import { KeyWriter, SMALL_VALUE_BYTES } from './key-writer.service';
+import { KeyWriter } from './key-writer.service';
+import { ReplicaUpload, SMALL_VALUE_BYTES } from './replica-upload';
 import { ReplicaFiles, TEMP_DIR } from '../replicas/replica-files.service';
 import { KeysService } from './keys.service';
 import { rejection } from '../../test/support/rejection';
@@ -39,7 +40,7 @@ describe(KeyWriter.name, () => {
     volumes = new InMemoryVolumeClient();
     moduleRef = await Test.createTestingModule({
       imports: [ConfigModule.forRoot(config), SqliteIndexModule],
-      providers: [KeyLocks, ReplicaFiles, KeyWriter, KeysService, RendezvousPlacement, { provide: PLACEMENT, useExisting: RendezvousPlacement }, VolumeHealth, { provide: VOLUME_CLIENT, useValue: volumes }],
+      providers: [KeyLocks, ReplicaFiles, ReplicaUpload, KeyWriter, KeysService, RendezvousPlacement, { provide: PLACEMENT, useExisting: RendezvousPlacement }, VolumeHealth, { provide: VOLUME_CLIENT, useValue: volumes }],
     }).compile();
     moduleRef.useLogger(false); // the failure paths log warnings by design
     writer = moduleRef.get(KeyWriter);

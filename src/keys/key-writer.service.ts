@@ -1,18 +1,17 @@
 import { Inject, Injectable, Logger } from '@nestjs/common';
-import { createHash, hash, randomUUID } from 'node:crypto';
-import { once } from 'node:events';
-import { PassThrough, Readable } from 'node:stream';
+import { randomUUID } from 'node:crypto';
+import { Readable } from 'node:stream';
 import { MkvConfig } from '../config/mkv-config';
 import { MkvError, MkvErrorCode } from '../common/mkv-error';
 import { Placement, PLACEMENT } from '../hashing/placement';
 import { VolumeHealth } from '../health/volume-health.service';
 import { BeganWrite, KEY_INDEX, KeyIndex } from '../index/key-index';
 import type { KeyRecord, WriteIntent } from '../index/key-record';
-import { VOLUME_CLIENT, VolumeClient, VolumeError } from '../volumes/volume-client';
+import { VolumeError } from '../volumes/volume-client';
 import { valueWritten, ValueWrittenEvent } from '../metrics/channels';
 import { KeyLocks } from '../replicas/key-locks';
 import { ReplicaFiles } from '../replicas/replica-files.service';
-import { BodyTimeoutError, readBody } from './request-body';
+import { isSmallValue, ReplicaUpload, Upload, volumeWriteFailed } from './replica-upload';
 
 export interface WriteResult {
   /** False when the PUT replaced a live value. */
@@ -20,30 +19,15 @@ export interface WriteResult {
 }
 
 /**
- * A value whose Content-Length is at most this is read whole before it goes
- * to the volumes: one Buffer sent to each (the request line, headers and body
- * in one write), instead of a stream per volume paced by the slowest. Memory
- * stays bounded: this many bytes per request in flight at the most.
- */
-export const SMALL_VALUE_BYTES = 64 * 1024;
-
-interface Upload {
-  tempPath: string;
-  size: number;
-  md5: string;
-}
-
-/**
  * The write path, top to bottom:
- *  1. stream the body once, fanned out to the R target volumes under a
- *     temporary name, computing size and MD5 on the way (never buffered whole,
- *     but for a value of at most SMALL_VALUE_BYTES, read first and then sent);
- *  2. under the key's lock, record the new value and an intent to rename, in
- *     one index transaction;
- *  3. rename (WebDAV MOVE) every upload into place;
- *  4. drop the intent.
- * A failure before 3 deletes the uploads and leaves the old value untouched;
- * a crash after 2 is finished from the intent when the server next starts.
+ *  1. choose the key's R volumes (placement), refusing early what cannot be written;
+ *  2. upload the body once, fanned out to them under a temporary name (ReplicaUpload);
+ *  3. under the key's lock, begin: record the new value and an intent to
+ *     rename, in one index transaction;
+ *  4. move every upload into place (WebDAV MOVE);
+ *  5. finish: drop the intent; or, when a move failed, roll back.
+ * A failure before 4 deletes the uploads and leaves the old value untouched;
+ * a crash after 3 is finished from the intent when the server next starts.
  */
 @Injectable()
 export class KeyWriter {
@@ -54,7 +38,7 @@ export class KeyWriter {
     @Inject(PLACEMENT) private readonly placement: Placement,
     private readonly locks: KeyLocks,
     @Inject(KEY_INDEX) private readonly index: KeyIndex,
-    @Inject(VOLUME_CLIENT) private readonly volumes: VolumeClient,
+    private readonly uploads: ReplicaUpload,
     private readonly files: ReplicaFiles,
     private readonly health: VolumeHealth,
   ) {}
@@ -66,19 +50,9 @@ export class KeyWriter {
    */
   async put(key: string, body: Readable, declaredLength: number | undefined, sendContinue?: () => void): Promise<WriteResult> {
     if (declaredLength === 0) throw emptyValue();
-    const targets = this.placement.replicasFor(key);
-    if (targets.length < this.config.replicas) {
-      throw new MkvError(
-        MkvErrorCode.NotEnoughVolumes,
-        `need ${this.config.replicas} volumes but only ${this.config.volumes.length} available`,
-      );
-    }
-    // Fail fast instead of waiting for a timeout; nothing is written anywhere.
-    const down = targets.find((volume) => this.health.isDown(volume));
-    if (down !== undefined) throw new MkvError(MkvErrorCode.VolumeDown, `volume ${down} is down`);
-    const small = declaredLength !== undefined && declaredLength <= SMALL_VALUE_BYTES;
-    if (!small || sendContinue !== undefined) {
-      // Checked again, atomically, when the record is written; this early check
+    const targets = this.chooseVolumes(key);
+    if (!isSmallValue(declaredLength) || sendContinue !== undefined) {
+      // Checked again, atomically, when the write begins; this early check
       // refuses a conflicting key before a single byte of a large value reaches
       // a volume, or before a client waiting for `100 Continue` sends one. A
       // small value is cheaper to upload and discard on a conflict (a client
@@ -88,7 +62,7 @@ export class KeyWriter {
     }
 
     sendContinue?.();
-    const upload = small ? await this.uploadSmall(body, targets) : await this.upload(body, targets, declaredLength);
+    const upload = await this.uploads.upload(body, targets, declaredLength);
     if (upload.size === 0) {
       await this.files.discard(targets, upload.tempPath);
       throw emptyValue();
@@ -96,117 +70,82 @@ export class KeyWriter {
     return this.locks.run(key, () => this.commit(key, targets, upload));
   }
 
-  private async upload(body: Readable, targets: string[], length: number | undefined): Promise<Upload> {
-    const tempPath = this.files.newTempPath();
-    const md5 = createHash('md5');
-    let size = 0;
-    const abort = new AbortController();
-    const sinks = targets.map(() => new PassThrough());
-    let failure: unknown;
-    const fail = (error: unknown) => {
-      failure ??= error;
-      abort.abort();
-      for (const sink of sinks) sink.destroy();
-    };
-
-    const pump = async () => {
-      await readBody(body, { idleSeconds: this.config.bodyTimeout, signal: abort.signal }, (chunk) => {
-        md5.update(chunk);
-        size += chunk.length;
-        // Move at the pace of the slowest volume: memory stays at a few chunks.
-        const drains = sinks.filter((sink) => !sink.write(chunk)).map((sink) => once(sink, 'drain', { signal: abort.signal }));
-        return drains.length > 0 ? Promise.all(drains) : undefined;
-      });
-      for (const sink of sinks) sink.end();
-    };
-    const puts = targets.map((volume, i) => this.putOn(volume, tempPath, sinks[i], { length, signal: abort.signal }));
-    await Promise.allSettled([pump(), ...puts].map((step) => step.catch(fail)));
-
-    if (failure !== undefined) await this.uploadFailed(targets, tempPath, failure);
-    return { tempPath, size, md5: md5.digest('hex') };
-  }
-
-  /**
-   * A small value: read whole, then sent to every volume at once. A body that
-   * breaks off fails before anything reaches a volume.
-   */
-  private async uploadSmall(body: Readable, targets: string[]): Promise<Upload> {
-    const chunks: Buffer[] = [];
-    try {
-      await readBody(body, { idleSeconds: this.config.bodyTimeout }, (chunk) => void chunks.push(chunk));
-    } catch (error) {
-      throw bodyNotReceived(error);
+  /** The key's R volumes, none known down: nothing is written anywhere otherwise (fail fast rather than wait for a timeout). */
+  private chooseVolumes(key: string): string[] {
+    const targets = this.placement.replicasFor(key);
+    if (targets.length < this.config.replicas) {
+      throw new MkvError(
+        MkvErrorCode.NotEnoughVolumes,
+        `need ${this.config.replicas} volumes but only ${this.config.volumes.length} available`,
+      );
     }
-    const value = chunks.length === 1 ? chunks[0] : Buffer.concat(chunks);
-    const tempPath = this.files.newTempPath();
-    const outcomes = await Promise.allSettled(targets.map((volume) => this.putOn(volume, tempPath, value, { length: value.length })));
-    const failed = outcomes.find((outcome) => outcome.status === 'rejected');
-    if (failed !== undefined) await this.uploadFailed(targets, tempPath, failed.reason);
-    return { tempPath, size: value.length, md5: hash('md5', value, 'hex') };
+    const down = targets.find((volume) => this.health.isDown(volume));
+    if (down !== undefined) throw new MkvError(MkvErrorCode.VolumeDown, `volume ${down} is down`);
+    return targets;
   }
 
-  /** One volume's upload; a volume that cannot be reached is reported to the health checks (unless we aborted it). */
-  private async putOn(volume: string, tempPath: string, body: Readable | Buffer, options: { length?: number; signal?: AbortSignal }): Promise<void> {
-    try {
-      await this.volumes.put(volume + tempPath, body, options);
-    } catch (error) {
-      if (error instanceof VolumeError && error.unreachable && !options.signal?.aborted) this.health.reportUnreachable(volume, error.message);
-      throw error;
-    }
-  }
-
-  /** Removes the uploads and throws what the client is told. */
-  private async uploadFailed(targets: string[], tempPath: string, failure: unknown): Promise<never> {
-    await this.files.discard(targets, tempPath);
-    if (failure instanceof VolumeError) {
-      this.logger.warn(`upload failed: ${failure.message}`);
-      throw volumeWriteFailed();
-    }
-    throw bodyNotReceived(failure);
-  }
-
+  /** Steps 3 to 5, under the key's lock. */
   private async commit(key: string, targets: string[], upload: Upload): Promise<WriteResult> {
     const now = Date.now();
     const record: KeyRecord = { key, volumes: targets, size: upload.size, md5: upload.md5, state: 'live', createdAt: now, updatedAt: now };
     const intent: WriteIntent = { id: randomUUID(), key, tempPath: upload.tempPath, volumes: targets, createdAt: now };
 
+    const previous = await this.begin(record, intent);
+    record.createdAt = previous?.createdAt ?? now; // as the index keeps it
+    const { moved, failures } = await this.moveIntoPlace(key, targets, upload.tempPath);
+    if (failures.length === 0) return this.finish(record, intent, previous);
+
+    await this.rollBack(record, moved, intent, previous);
+    throw await this.moveFailure(key, failures);
+  }
+
+  /**
+   * One index transaction: the new record and the intent to rename. Returns
+   * the record it replaced. On a failure or a conflict nothing is renamed yet:
+   * the uploads are discarded and the old value is untouched.
+   */
+  private async begin(record: KeyRecord, intent: WriteIntent): Promise<KeyRecord | undefined> {
     let began: BeganWrite;
     try {
       began = await this.index.beginWrite(record, intent);
     } catch (error) {
-      await this.files.discard(targets, upload.tempPath); // nothing renamed yet: the old value is untouched
+      await this.files.discard(record.volumes, intent.tempPath);
       throw error;
     }
     if (began.conflict !== undefined) {
-      await this.files.discard(targets, upload.tempPath);
-      throw keyConflict(key, began.conflict);
+      await this.files.discard(record.volumes, intent.tempPath);
+      throw keyConflict(record.key, began.conflict);
     }
-    const { previous } = began;
-    record.createdAt = previous?.createdAt ?? now; // as the index keeps it
+    return began.previous;
+  }
 
-    const outcomes = await Promise.allSettled(targets.map((volume) => this.files.moveIntoPlace(key, volume, upload.tempPath)));
-    const moved = targets.filter((_, i) => outcomes[i].status === 'fulfilled');
+  /** Renames the upload into place on every volume: where it was moved, and why it failed elsewhere. */
+  private async moveIntoPlace(key: string, volumes: string[], tempPath: string): Promise<{ moved: string[]; failures: unknown[] }> {
+    const outcomes = await Promise.allSettled(volumes.map((volume) => this.files.moveIntoPlace(key, volume, tempPath)));
+    const moved = volumes.filter((_, i) => outcomes[i].status === 'fulfilled');
     const failures = outcomes.flatMap((o) => (o.status === 'rejected' ? [o.reason as unknown] : []));
-
-    if (failures.length === 0) {
-      await this.index.finishWrite(intent.id).catch((error) => {
-        // The record is already right; only the intent stays, and replaying it is harmless.
-        this.logger.warn(`could not clear write intent for ${key}: ${(error as Error).message}`);
-      });
-      await this.files.deleteBlobs(key, (previous?.volumes ?? []).filter((v) => !targets.includes(v)));
-      if (valueWritten.hasSubscribers) valueWritten.publish({ key, size: upload.size, replicas: targets.length } satisfies ValueWrittenEvent);
-      return { created: previous?.state !== 'live' };
-    }
-
     for (const failure of failures) this.logger.warn(`rename into place failed for ${key}: ${(failure as Error).message}`);
-    await this.rollBack(record, moved, intent, previous);
-    if (failures.every(isPathConflict)) {
-      const existing = await this.index.findConflict(key).catch(() => undefined);
-      throw existing !== undefined
-        ? keyConflict(key, existing)
-        : new MkvError(MkvErrorCode.KeyConflict, `key ${key} conflicts with an existing path on a volume`);
-    }
-    throw volumeWriteFailed();
+    return { moved, failures };
+  }
+
+  /** Every upload is in place: the intent is dropped and the old copies the new volumes do not cover are deleted. */
+  private async finish(record: KeyRecord, intent: WriteIntent, previous: KeyRecord | undefined): Promise<WriteResult> {
+    await this.index.finishWrite(intent.id).catch((error) => {
+      // The record is already right; only the intent stays, and replaying it is harmless.
+      this.logger.warn(`could not clear write intent for ${record.key}: ${(error as Error).message}`);
+    });
+    await this.files.deleteBlobs(record.key, (previous?.volumes ?? []).filter((v) => !record.volumes.includes(v)));
+    if (valueWritten.hasSubscribers) valueWritten.publish({ key: record.key, size: record.size, replicas: record.volumes.length } satisfies ValueWrittenEvent);
+    return { created: previous?.state !== 'live' };
+  }
+
+  /** What the client is told when a rename failed (after the roll-back): 409 when a path on a volume is in the way, else 502. */
+  private async moveFailure(key: string, failures: unknown[]): Promise<MkvError> {
+    if (!failures.every(isPathConflict)) return volumeWriteFailed();
+    const existing = await this.index.findConflict(key).catch(() => undefined);
+    return existing !== undefined
+      ? keyConflict(key, existing)
+      : new MkvError(MkvErrorCode.KeyConflict, `key ${key} conflicts with an existing path on a volume`);
   }
 
   /**
@@ -284,14 +223,4 @@ function keyConflict(key: string, existing: string): MkvError {
 
 function emptyValue(): MkvError {
   return new MkvError(MkvErrorCode.EmptyValue, 'empty value');
-}
-
-function bodyNotReceived(cause: unknown): MkvError {
-  if (cause instanceof BodyTimeoutError) return new MkvError(MkvErrorCode.BodyTimeout, `request body timed out: ${cause.message}`);
-  // The client went away or sent a broken body; it will not read an answer.
-  return new MkvError(MkvErrorCode.InvalidRequest, `request body not received: ${(cause as Error)?.message}`);
-}
-
-function volumeWriteFailed(): MkvError {
-  return new MkvError(MkvErrorCode.VolumeWriteFailed, 'not all volume writes succeeded');
 }

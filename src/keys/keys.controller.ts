@@ -2,16 +2,15 @@ import { All, Controller, Delete, Get, Head, Put, Query, Req, Res } from '@nestj
 import { ApiExcludeController } from '@nestjs/swagger';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { MkvError, MkvErrorCode } from '../common/mkv-error';
-import { parseQuery } from '../common/parse-query';
-import { isUnlinkRequest, methodsRoutedAt } from '../http/streaming-adapter';
+import { queryPipe } from '../common/query-validation';
 import type { KeyRecord } from '../index/key-record';
 import { KeyWriter } from './key-writer.service';
 import { RawPath } from './key-path.decorator';
 import { isAdminPath, parseKey } from '../common/key-path';
 import { KeysService } from './keys.service';
 import { DEFAULT_LIST_LIMIT, ListQueryDto } from './list-query.dto';
-
-type Query = Record<string, unknown>;
+import { ListingRoute } from './listing-route';
+import { UnlinkRequested } from './unlink-request';
 
 /** What a key path takes (UNLINK arrives as a marked DELETE). */
 const KEY_METHODS = ['GET', 'HEAD', 'PUT', 'DELETE', 'UNLINK'] as const;
@@ -27,15 +26,32 @@ export class KeysController {
 
   /** `GET /?prefix=p&limit=n&start=k`: keys without a leading '/'. */
   @Get()
-  async listRoot(@Query() query: Query) {
-    const { prefix, start, limit, unlinked } = parseQuery(ListQueryDto, query);
+  async listRoot(@Query(queryPipe) { prefix, start, limit, unlinked }: ListQueryDto) {
     return this.keys.list({ prefix: prefix ?? '', start, limit: limit ?? DEFAULT_LIST_LIMIT, state: unlinked === undefined ? 'live' : 'unlinked' });
   }
 
+  /** minikeyvalue's `GET /{prefix}?list` and `?unlinked` (the query routes them here): keys with a leading '/'. */
   @Get('*')
-  async get(@RawPath() path: string, @Query() query: Query, @Req() request: FastifyRequest, @Res({ passthrough: true }) reply: FastifyReply) {
+  @ListingRoute()
+  async listUnder(@RawPath() path: string, @Query(queryPipe) { start, limit, unlinked }: ListQueryDto) {
+    let prefix: string;
+    try {
+      prefix = decodeURIComponent(path);
+    } catch {
+      throw new MkvError(MkvErrorCode.InvalidRequest, 'invalid prefix: bad percent-encoding');
+    }
+    const page = await this.keys.list({
+      prefix,
+      start: start?.replace(/^\//, ''),
+      limit: limit ?? DEFAULT_LIST_LIMIT,
+      state: unlinked === undefined ? 'live' : 'unlinked',
+    });
+    return { keys: page.keys.map((key) => `/${key}`), next: page.next && `/${page.next}` };
+  }
+
+  @Get('*')
+  async get(@RawPath() path: string, @Req() request: FastifyRequest, @Res({ passthrough: true }) reply: FastifyReply) {
     if (isAdminPath(path)) throw noAdminRoute(request); // not a key to read
-    if (query.list !== undefined || query.unlinked !== undefined) return this.listUnder(path, query);
     const location = await this.keys.locate(parseKey(path));
     reply.status(302).header('location', location.url);
     if (location.record) setValueHeaders(reply, location.record);
@@ -57,9 +73,9 @@ export class KeysController {
 
   /** DELETE, and UNLINK (which the HTTP adapter routes here, marked). */
   @Delete('*')
-  async delete(@RawPath() path: string, @Req() request: FastifyRequest, @Res({ passthrough: true }) reply: FastifyReply) {
+  async delete(@RawPath() path: string, @UnlinkRequested() unlink: boolean, @Res({ passthrough: true }) reply: FastifyReply) {
     const key = parseKey(path);
-    await (isUnlinkRequest(request.raw) ? this.keys.unlink(key) : this.keys.delete(key));
+    await (unlink ? this.keys.unlink(key) : this.keys.delete(key));
     reply.status(204);
   }
 
@@ -75,30 +91,21 @@ export class KeysController {
     if (isAdminPath(path)) throw noAdminRoute(request);
     throw MkvError.methodNotAllowed(request.method, path === '' ? ['GET'] : KEY_METHODS);
   }
-
-  /** minikeyvalue's `GET /{prefix}?list` and `?unlinked`: keys with a leading '/'. */
-  private async listUnder(path: string, query: Query) {
-    const { start, limit, unlinked } = parseQuery(ListQueryDto, query);
-    let prefix: string;
-    try {
-      prefix = decodeURIComponent(path);
-    } catch {
-      throw new MkvError(MkvErrorCode.InvalidRequest, 'invalid prefix: bad percent-encoding');
-    }
-    const page = await this.keys.list({
-      prefix,
-      start: start?.replace(/^\//, ''),
-      limit: limit ?? DEFAULT_LIST_LIMIT,
-      state: unlinked === undefined ? 'live' : 'unlinked',
-    });
-    return { keys: page.keys.map((key) => `/${key}`), next: page.next && `/${page.next}` };
-  }
 }
 
 /** No admin route takes this request: 405 with the methods that would be taken at its path, or 404 where none would. */
 function noAdminRoute(request: FastifyRequest): MkvError {
   const allowed = methodsRoutedAt(request);
   return allowed.length > 0 ? MkvError.methodNotAllowed(request.method, allowed) : MkvError.notFound();
+}
+
+/** The methods a route other than the key API's wildcard takes at this request's URL. */
+function methodsRoutedAt(request: FastifyRequest): string[] {
+  const fastify = request.server;
+  return fastify.supportedMethods.filter((method) => {
+    const route = fastify.findRoute({ method, url: request.raw.url ?? '/' });
+    return route !== null && !('*' in route.params);
+  });
 }
 
 function setValueHeaders(reply: FastifyReply, record: KeyRecord): void {
@@ -115,7 +122,7 @@ function declaredLength(request: FastifyRequest): number | undefined {
   return request.headers['transfer-encoding'] === undefined ? 0 : undefined;
 }
 
-/** What sends `100 Continue` to a client that waits for it before sending its body (see http.ts); undefined for any other. */
+/** What sends `100 Continue` to a client that waits for it before sending its body (see the HTTP adapter); undefined for any other. */
 function continueSender(request: FastifyRequest, reply: FastifyReply): (() => void) | undefined {
   const expectsContinue = request.raw.httpVersion === '1.1' && /(?:^|\W)100-continue(?:$|\W)/i.test(request.headers.expect ?? '');
   return expectsContinue ? () => reply.raw.writeContinue() : undefined;

@@ -3,11 +3,12 @@ import { HealthModule } from '../health/health.module';
 import { ReplicasModule } from '../replicas/replicas.module';
 import { KeyWriter } from './key-writer.service';
 import { KeysService } from './keys.service';
+import { ReplicaUpload } from './replica-upload';
 
 /** The key services; the HTTP controller is added by MkvModule. */
 @Module({
   imports: [HealthModule, ReplicasModule],
-  providers: [KeyWriter, KeysService],
+  providers: [ReplicaUpload, KeyWriter, KeysService],
   exports: [KeyWriter, KeysService],
 })
 export class KeysModule {}

@@ -1,7 +1,7 @@
 import { Inject, Injectable } from '@nestjs/common';
 import { MkvConfig } from '../config/mkv-config';
+import { encodeKeyPath } from '../common/key-path';
 import { MkvError, MkvErrorCode } from '../common/mkv-error';
-import { encodeKeyPath } from '../hashing/rendezvous';
 import { Placement, PLACEMENT } from '../hashing/placement';
 import { VolumeHealth } from '../health/volume-health.service';
 import { KEY_INDEX, KeyIndex } from '../index/key-index';

@@ -5,6 +5,8 @@ import { pollUntil } from './poll-until';
 
 /** The mkv command, as `npm install` puts it on the PATH (it runs the build in dist/). */
 export const MKV_BIN = resolve(__dirname, '../../bin/mkv');
+/** Where mkv runs: relative paths given to it (`--module test/fixtures/...`) are from here. */
+export const MKV_CWD = resolve(__dirname, '../..');
 const BUILT_MAIN = resolve(__dirname, '../../dist/main.js');
 
 function requireBuild(): void {
@@ -15,6 +17,7 @@ function requireBuild(): void {
 export function runMkv(args: string[], env: NodeJS.ProcessEnv = {}) {
   requireBuild();
   const result = spawnSync(MKV_BIN, args, {
+    cwd: MKV_CWD,
     encoding: 'utf8',
     env: { PATH: process.env.PATH, ...env },
     timeout: 30_000,
@@ -39,6 +42,7 @@ export class ServerProcess {
   static async start(args: string[], port: number, env: NodeJS.ProcessEnv = {}, as: { uid?: number; gid?: number } = {}): Promise<ServerProcess> {
     requireBuild();
     const child = spawn(MKV_BIN, [...args, 'serve', '--port', String(port), '--host', '127.0.0.1'], {
+      cwd: MKV_CWD,
       stdio: ['ignore', 'pipe', 'pipe'],
       env: { PATH: process.env.PATH, ...env },
       ...as,

@@ -20,7 +20,6 @@ export class TestServer {
     private readonly ownsDir: boolean,
   ) {}
 
-  /** `extension`: what a team adds or replaces (an example's `mkvExtension`), as createServer takes it. */
   static async start(options: ConfigInput & { dir?: string }, extension: MkvExtension = {}): Promise<TestServer> {
     const ownsDir = options.dir === undefined;
     const dir = options.dir ?? mkdtempSync(join(tmpdir(), 'mkv-index-'));

@@ -2,7 +2,7 @@ import { NestFactory } from '@nestjs/core';
 import { NEST_START_OPTIONS, startNest } from '../../common/nest-start';
 import { CoreModule } from '../../core.module';
 import type { MkvModuleOptions } from '../../mkv-options';
-import { IndexInUseError } from '../../index/sqlite/index-in-use.error';
+import { IndexInUseError } from '../../index/index-in-use.error';
 import type { JobKind, JobView } from '../jobs/job';
 import { JobsService } from '../jobs/jobs.service';
 import { RebalanceService } from '../rebalance/rebalance.service';

@@ -1,10 +1,12 @@
+import { Logger } from '@nestjs/common';
 import { Test, TestingModule } from '@nestjs/testing';
 import { DataSource } from 'typeorm';
 import { ConfigModule } from '../../config/config.module';
 import { loadConfig } from '../../config/load-config';
 import { PLACEMENT, Placement } from '../../hashing/placement';
 import { RendezvousPlacement } from '../../hashing/rendezvous-placement.service';
-import { blobUrl, encodeKeyPath, placeKey, rankVolumes, subvolumeDir, subvolumeOf } from '../../hashing/rendezvous';
+import { encodeKeyPath } from '../../common/key-path';
+import { blobUrl, placeKey, rankVolumes, subvolumeDir, subvolumeOf } from '../../hashing/rendezvous';
 import { SqliteIndexModule } from '../../index/sqlite/sqlite-index.module';
 import { KEY_INDEX, KeyIndex } from '../../index/key-index';
 import type { KeyRecord } from '../../index/key-record';
@@ -51,13 +53,14 @@ describe(RebuildService.name, () => {
   let volumes: InMemoryVolumeClient;
   let subvolumes: number;
 
-  async function start(options: { subvolumes?: number; client?: InMemoryVolumeClient } = {}): Promise<void> {
+  async function start(options: { subvolumes?: number; client?: InMemoryVolumeClient; placement?: Placement } = {}): Promise<void> {
     subvolumes = options.subvolumes ?? 1;
     volumes = options.client ?? new InMemoryVolumeClient();
     const config = loadConfig({ db: ':memory:', volumes: VOLUMES, replicas: REPLICAS, subvolumes });
+    const placement = options.placement ? { provide: PLACEMENT, useValue: options.placement } : { provide: PLACEMENT, useExisting: RendezvousPlacement };
     moduleRef = await Test.createTestingModule({
       imports: [ConfigModule.forRoot(config), SqliteIndexModule],
-      providers: [RendezvousPlacement, { provide: PLACEMENT, useExisting: RendezvousPlacement }, RebuildService, { provide: VOLUME_CLIENT, useValue: volumes }],
+      providers: [RendezvousPlacement, placement, RebuildService, { provide: VOLUME_CLIENT, useValue: volumes }],
     }).compile();
     moduleRef.useLogger(false); // skipped files are logged by design
     service = moduleRef.get(RebuildService);
@@ -254,11 +257,20 @@ describe(RebuildService.name, () => {
       volumes.blobs.set(`${volume}${subvolumeDir((right + 1) % 16)}/misplaced`, Buffer.from('wrong place'));
       volumes.blobs.set(`${A}/top-level`, Buffer.from('no subvolume'));
       volumes.blobs.set(`${A}/not-sv/x`, Buffer.from('no subvolume'));
+      const warn = jest.spyOn(Logger.prototype, 'warn');
 
       const run = new RecordingJobRun();
       await service.run(run);
       expect(await allRecords()).toEqual(expected(VALUES));
       expect(run.counters).toMatchObject({ scanned: KEYS.length * REPLICAS + 3, skipped: 3, moved: KEYS.length });
+      expect(warn.mock.calls.map(([message]) => message)).toEqual(
+        expect.arrayContaining([
+          `rebuild skips ${volume}${subvolumeDir((right + 1) % 16)}/misplaced: placement puts it under ${subvolumeDir(right)}`,
+          `rebuild skips ${A}/top-level: placement puts it under ${subvolumeDir(subvolumeOf('top-level', A, 16))}`,
+          `rebuild skips ${A}/not-sv/x: placement puts it under ${subvolumeDir(subvolumeOf('not-sv/x', A, 16))}`,
+        ]),
+      );
+      warn.mockRestore();
     });
 
     it('indexes a blob under the right /svXX of a volume placement does not pick', async () => {
@@ -266,6 +278,40 @@ describe(RebuildService.name, () => {
       volumes.blobs.set(blobUrl('k', outsider, 16), Buffer.from('stray'));
       await service.run(new RecordingJobRun());
       expect(await index.get('k')).toMatchObject({ volumes: [outsider], size: 5 });
+    });
+  });
+
+  describe('with a placement of its own (PLACEMENT replaced)', () => {
+    /** Keys under /zone-a on every volume, ranked by rendezvous hashing. */
+    const zoneA: Placement = {
+      rank: (key) => rankVolumes(key, VOLUMES),
+      replicasFor: (key) => placeKey(key, VOLUMES, REPLICAS),
+      blobUrl: (key, volume) => `${volume}/zone-a/${encodeKeyPath(key)}`,
+    };
+
+    beforeEach(() => start({ placement: zoneA }));
+    afterEach(() => jest.restoreAllMocks());
+
+    it('indexes the files where its blobUrl puts them and skips the others (a rebuild never reads keys from paths placement does not use)', async () => {
+      for (const [key, value] of Object.entries(VALUES)) {
+        for (const volume of placeKey(key, VOLUMES, REPLICAS)) volumes.blobs.set(zoneA.blobUrl(key, volume), Buffer.from(value));
+      }
+      volumes.blobs.set(`${A}/outside`, Buffer.from('not under /zone-a'));
+      volumes.blobs.set(`${A}/zone-b/k`, Buffer.from('another zone'));
+      volumes.blobs.set(zoneA.blobUrl('zone-a/inner', A), Buffer.from('a key that starts with zone-a'));
+      const warn = jest.spyOn(Logger.prototype, 'warn');
+
+      const run = new RecordingJobRun();
+      await service.run(run);
+      const inner = { key: 'zone-a/inner', volumes: [A], size: 29, md5: '', state: 'live' as const, createdAt: 0, updatedAt: 0 };
+      expect(await allRecords()).toEqual([...expected(VALUES), inner].sort((a, b) => byteOrder(a.key, b.key)));
+      expect(run.counters).toMatchObject({ scanned: KEYS.length * REPLICAS + 3, skipped: 2, moved: KEYS.length + 1 });
+      expect(warn.mock.calls.map(([message]) => message)).toEqual(
+        expect.arrayContaining([
+          `rebuild skips ${A}/outside: placement puts it under /zone-a`,
+          `rebuild skips ${A}/zone-b/k: placement puts it under /zone-a`,
+        ]),
+      );
     });
   });
 

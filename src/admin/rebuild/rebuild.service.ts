@@ -3,7 +3,6 @@ import { yieldToEventLoop } from '../../common/concurrency';
 import { MkvError, MkvErrorCode } from '../../common/mkv-error';
 import { MkvConfig } from '../../config/mkv-config';
 import { Placement, PLACEMENT } from '../../hashing/placement';
-import { subvolumeDir, subvolumeOf } from '../../hashing/rendezvous';
 import { REBUILD_STAGING, RebuildStaging } from '../../index/rebuild-staging';
 import type { FoundBlob } from '../../index/key-record';
 import type { JobRun } from '../jobs/jobs.service';
@@ -80,7 +79,7 @@ export class RebuildService {
   }
 
   private requireStaging(): RebuildStaging {
-    if (this.staging === undefined) throw new MkvError(MkvErrorCode.NotSupported, 'rebuild is not supported by this index');
+    if (this.staging === undefined) throw rebuildNotSupported();
     return this.staging;
   }
 
@@ -111,14 +110,13 @@ export class RebuildService {
           continue;
         }
         run.count('scanned');
-        const key = `${dir.prefix}${entry.name}`;
-        const problem = this.problemWith(key, volume, dir.path);
-        if (problem) {
-          this.logger.warn(`rebuild skips ${volume}${dir.path}${entry.name}: ${problem}`);
+        const found = this.keyOf(`${dir.prefix}${entry.name}`, volume, `${volume}${dir.path}${encodeURIComponent(entry.name)}`);
+        if ('problem' in found) {
+          this.logger.warn(`rebuild skips ${volume}${dir.path}${entry.name}: ${found.problem}`);
           run.count('skipped');
           continue;
         }
-        batch.push({ key, volume, size: entry.size ?? 0, mtime: entry.mtime });
+        batch.push({ key: found.key, volume, size: entry.size ?? 0, mtime: entry.mtime });
         if (batch.length >= BATCH_SIZE) {
           await stage();
           await yieldToEventLoop();
@@ -129,18 +127,24 @@ export class RebuildService {
     return strays;
   }
 
-  /** Why a file found on a volume cannot be a key's blob there, if it cannot. */
-  private problemWith(key: string, volume: string, dirPath: string): string | undefined {
-    try {
-      validateKey(key);
-    } catch (error) {
-      return (error as Error).message;
+  /**
+   * The key whose blob a file found on a volume is, or why it is no key's:
+   * its path (`path`, below any /svXX the walk stepped over) less whatever
+   * directory placement puts before keys, where placement puts that key's
+   * blob on this volume (`url`) exactly. The longest such key wins; with the
+   * stock placement the whole path is the only candidate that can match.
+   */
+  private keyOf(path: string, volume: string, url: string): { key: string } | { problem: string } {
+    const expected = this.placement.blobUrl(path, volume);
+    if (expected === url) return validKey(path);
+    const segments = path.split('/');
+    for (let i = 1; i < segments.length; i++) {
+      const key = segments.slice(i).join('/');
+      if (this.placement.blobUrl(key, volume) === url) return validKey(key);
     }
-    if (this.config.subvolumes > 1) {
-      const expected = subvolumeDir(subvolumeOf(key, volume, this.config.subvolumes));
-      if (!dirPath.startsWith(`${expected}/`)) return `placement puts it under ${expected}`;
-    }
-    return undefined;
+    const invalid = validKey(path);
+    if ('problem' in invalid) return invalid;
+    return { problem: `placement puts it under ${placementDir(expected, volume, path)}` };
   }
 
   /**
@@ -180,8 +184,32 @@ export class RebuildService {
   }
 }
 
+/** The refusal of a rebuild on an index without staging (501). */
+export function rebuildNotSupported(): MkvError {
+  return new MkvError(MkvErrorCode.NotSupported, 'rebuild is not supported by this index');
+}
+
 /** `a/b/c` -> [`a`, `a/b`]: the keys that would need to be files where this one needs directories. */
 function ancestorsOf(key: string): string[] {
   const segments = key.split('/');
   return segments.slice(1).map((_, i) => segments.slice(0, i + 1).join('/'));
+}
+
+function validKey(key: string): { key: string } | { problem: string } {
+  try {
+    validateKey(key);
+    return { key };
+  } catch (error) {
+    return { problem: (error as Error).message };
+  }
+}
+
+/**
+ * The directory placement puts before the key's path in its blob URL on this
+ * volume (the stock placement's /svXX), or the whole URL when it is not on it.
+ */
+function placementDir(blobUrl: string, volume: string, key: string): string {
+  if (!blobUrl.startsWith(`${volume}/`)) return blobUrl;
+  const segments = blobUrl.slice(volume.length).split('/');
+  return segments.slice(0, segments.length - key.split('/').length).join('/') || '/';
 }

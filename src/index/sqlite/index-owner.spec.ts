@@ -1,7 +1,7 @@
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { IndexInUseError } from './index-in-use.error';
+import { IndexInUseError } from '../index-in-use.error';
 import { IndexOwner } from './index-owner';
 
 /** One owner per index file (two servers on one index corrupted it: each recovered the other's writes in flight). */

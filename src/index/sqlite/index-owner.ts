@@ -1,6 +1,6 @@
 import Database from 'better-sqlite3';
 import { accessSync, constants, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
-import { IndexInUseError } from './index-in-use.error';
+import { IndexInUseError } from '../index-in-use.error';
 
 /**
  * The one process allowed to open an index file: a server or a CLI job, never

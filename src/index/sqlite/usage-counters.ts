@@ -3,8 +3,11 @@
  * `index_usage` instead of counted on demand: a count is a pass over the whole
  * index (1.3 s on a million keys, holding the event loop), a trigger costs a
  * few microseconds per write. The row for volume '' holds the totals.
- * Shared by the migration that creates them and the rebuild's swap, which
- * replaces the `keys` table and with it its triggers.
+ * The live SQL: the rebuild's swap, which replaces the `keys` table and with
+ * it its triggers, creates them and counts afresh from here. The migrations
+ * hold their own frozen copies, so a change here needs a migration that
+ * gives existing indexes the same triggers (migrations.spec.ts fails until
+ * a fresh index's triggers equal these).
  */
 
 /** The row's volumes as a JSON array, with '' first for the totals row. */
@@ -27,13 +30,6 @@ const count = (row: string, sign: 1 | -1) => `
   INSERT INTO index_usage (volume, keys, bytes) SELECT value, ${sign}, ${sign} * ${row}.size FROM ${volumesOf(row)} WHERE true
     ON CONFLICT (volume) DO UPDATE SET keys = keys + excluded.keys, bytes = bytes + excluded.bytes;`;
 
-export const USAGE_TABLE = `
-  CREATE TABLE "index_usage" (
-    "volume" TEXT NOT NULL PRIMARY KEY,
-    "keys" INTEGER NOT NULL,
-    "bytes" INTEGER NOT NULL
-  ) WITHOUT ROWID`;
-
 // The writes upsert with ON CONFLICT DO UPDATE, which fires the update
 // trigger; INSERT OR REPLACE would not fire the delete one (recursive
 // triggers are off) and the counts would drift.
@@ -44,8 +40,6 @@ export const USAGE_TRIGGERS = [
      WHEN OLD.volumes IS NOT NEW.volumes OR OLD.size IS NOT NEW.size
      BEGIN ${count('NEW', 1)} ${count('OLD', -1)} END`,
 ];
-
-export const DROP_USAGE_TRIGGERS = ['insert', 'delete', 'update'].map((event) => `DROP TRIGGER IF EXISTS "usage_on_${event}"`);
 
 /** Counts from scratch: once when the table is created, and after a rebuild's swap. */
 export const RECOUNT_USAGE = [

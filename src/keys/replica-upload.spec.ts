@@ -1,0 +1,79 @@
+import { Test, TestingModule } from '@nestjs/testing';
+import { createHash } from 'node:crypto';
+import { Readable } from 'node:stream';
+import { InMemoryVolumeClient } from '../../test/support/in-memory-volume.client';
+import { rejection } from '../../test/support/rejection';
+import { MkvError, MkvErrorCode } from '../common/mkv-error';
+import { ConfigModule } from '../config/config.module';
+import { loadConfig } from '../config/load-config';
+import { PLACEMENT } from '../hashing/placement';
+import { RendezvousPlacement } from '../hashing/rendezvous-placement.service';
+import { VolumeHealth } from '../health/volume-health.service';
+import { ReplicaFiles } from '../replicas/replica-files.service';
+import { VOLUME_CLIENT } from '../volumes/volume-client';
+import { ReplicaUpload, SMALL_VALUE_BYTES } from './replica-upload';
+
+const TARGETS = ['http://a:1', 'http://b:2'];
+
+/** A body that sends `sent`, then breaks off (the client went away mid-body). */
+function brokenBody(sent: string): Readable {
+  let done = false;
+  return new Readable({
+    read() {
+      if (done) return this.destroy(new Error('aborted'));
+      done = true;
+      this.push(Buffer.from(sent));
+    },
+  });
+}
+
+describe(ReplicaUpload.name, () => {
+  let moduleRef: TestingModule;
+  let uploads: ReplicaUpload;
+  let volumes: InMemoryVolumeClient;
+
+  beforeEach(async () => {
+    volumes = new InMemoryVolumeClient();
+    moduleRef = await Test.createTestingModule({
+      imports: [ConfigModule.forRoot(loadConfig({ db: ':memory:', volumes: 'a:1,b:2', replicas: 2 }))],
+      providers: [RendezvousPlacement, { provide: PLACEMENT, useExisting: RendezvousPlacement }, ReplicaFiles, ReplicaUpload, VolumeHealth, { provide: VOLUME_CLIENT, useValue: volumes }],
+    }).compile();
+    moduleRef.useLogger(false);
+    uploads = moduleRef.get(ReplicaUpload);
+  });
+
+  afterEach(async () => {
+    await moduleRef.close();
+  });
+
+  it('fans one streamed body out to every target under one temporary name, with its size and MD5', async () => {
+    const chunks = ['x'.repeat(SMALL_VALUE_BYTES), 'y'.repeat(1000), 'end'];
+    const whole = chunks.join('');
+    const upload = await uploads.upload(Readable.from(chunks.map((chunk) => Buffer.from(chunk))), TARGETS, whole.length);
+    expect(upload).toEqual({ tempPath: expect.stringMatching(/^\/\.mkv-tmp\//), size: whole.length, md5: createHash('md5').update(whole).digest('hex') });
+    expect(Object.fromEntries([...volumes.blobs].map(([url, bytes]) => [url, bytes.toString()]))).toEqual(
+      Object.fromEntries(TARGETS.map((volume) => [volume + upload.tempPath, whole])),
+    );
+  });
+
+  // A small value is read whole first: a body that breaks off never reaches a volume.
+  it('a small body that breaks off: 400 "request body not received", no request to any volume', async () => {
+    const error = await rejection(uploads.upload(brokenBody('part'), TARGETS, 10));
+    expect(error).toEqual(new MkvError(MkvErrorCode.InvalidRequest, 'request body not received: aborted'));
+    expect(volumes.requests).toEqual([]);
+  });
+
+  it('a streamed body that breaks off: the same error, and no upload is left on any volume', async () => {
+    const error = await rejection(uploads.upload(brokenBody('x'.repeat(1000)), TARGETS, SMALL_VALUE_BYTES + 1));
+    expect(error).toEqual(new MkvError(MkvErrorCode.InvalidRequest, 'request body not received: aborted'));
+    expect(volumes.requests.filter((request) => request.startsWith('PUT '))).toHaveLength(2);
+    expect(volumes.blobs.size).toBe(0);
+  });
+
+  it('a volume that fails the upload: 502 "not all volume writes succeeded", the other volume\'s upload discarded', async () => {
+    volumes.failingPuts.set('http://b:2', 'after-body');
+    const error = await rejection(uploads.upload(Readable.from([Buffer.from('hello')]), TARGETS, undefined));
+    expect(error).toEqual(new MkvError(MkvErrorCode.VolumeWriteFailed, 'not all volume writes succeeded'));
+    expect(volumes.blobs.size).toBe(0);
+  });
+});
