@@ -70,7 +70,7 @@ describe('npm pack, install and use', () => {
   });
 
   it('packs the built entry points, the command and the nginx volume scripts, and no tests or sources', () => {
-    for (const path of ['package.json', 'dist/index.js', 'dist/index.d.ts', 'dist/main.js', 'bin/mkv', 'nginx/start-volumes.sh']) expect(packed).toContain(path);
+    for (const path of ['package.json', 'dist/index.js', 'dist/index.d.ts', 'dist/main.js', 'bin/mkv', 'nginx/start-volumes.sh', 'nginx/volume.conf.template']) expect(packed).toContain(path);
     expect(packed.filter((path) => /^(test|src|examples|bench|node_modules)\//.test(path) || /\.spec\./.test(path))).toEqual([]);
   });
 
