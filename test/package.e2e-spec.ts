@@ -1,0 +1,179 @@
+import { spawnSync } from 'node:child_process';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { placeKey } from '../src/hashing/rendezvous';
+import { TestVolumes } from './support/volumes';
+
+/**
+ * mkv as a team gets it: the tarball `npm pack` makes, installed into an
+ * empty project with npm, its `mkv` command run, and a TypeScript file that
+ * imports the package by name type-checked against the installed
+ * declarations and run, with its own VolumeClient decorator over real nginx
+ * volumes. Proves the package is whole (no file it needs left out of
+ * `files`, no test or source in it) and that its public API is what a team
+ * can compile against.
+ *
+ * The install compiles better-sqlite3 from source, once, in beforeAll: at
+ * -O0 (about 40 s of CPU instead of 100 s at its own -O3; this SQLite only
+ * serves one PUT) and at a lower CPU priority, so the suites running beside
+ * it keep their pace.
+ */
+const ROOT = resolve(__dirname, '..');
+const TSC = require.resolve('typescript/bin/tsc');
+const INSTALL_TIMEOUT_MS = 6 * 60_000;
+
+describe('npm pack, install and use', () => {
+  let scratch: string;
+  let tarball: string;
+  let packed: string[];
+  let project: string;
+  const timings: Record<string, number> = {};
+
+  /** Runs a command to completion and returns its stdout; throws with its output when it fails. */
+  const run = (what: string, command: string, args: string[], cwd: string, env: NodeJS.ProcessEnv = {}): string => {
+    const started = Date.now();
+    const result = spawnSync(command, args, { cwd, encoding: 'utf8', env: { ...process.env, ...env }, timeout: INSTALL_TIMEOUT_MS, maxBuffer: 64 << 20 });
+    timings[what] = Date.now() - started;
+    if (result.status !== 0) throw new Error(`${what} failed (${result.status ?? result.signal}):\n${result.stdout}\n${result.stderr}`);
+    return result.stdout;
+  };
+
+  beforeAll(() => {
+    scratch = mkdtempSync(join(tmpdir(), 'mkv-pack-'));
+    // The dist/ that `npm run build` made before the suites (as for the CLI suites). npm's prepack
+    // would build again, removing dist/ under the suites running beside this one: not here.
+    const [pack] = JSON.parse(run('npm pack', 'npm', ['pack', '--ignore-scripts', '--json', '--pack-destination', scratch], ROOT)) as {
+      filename: string;
+      files: { path: string }[];
+    }[];
+    tarball = join(scratch, pack.filename);
+    packed = pack.files.map((file) => file.path);
+
+    project = join(scratch, 'team-project');
+    mkdirSync(project);
+    writeFileSync(join(project, 'package.json'), JSON.stringify({ name: 'team-project', private: true }));
+    // The public declarations name better-sqlite3's types (SqliteKeyIndex and SqliteRebuildStaging
+    // through SqliteDatabase), and @types/better-sqlite3 is only a devDependency of mkv: a team that
+    // type-checks libraries (no skipLibCheck) adds it, as it adds @types/node.
+    const betterSqliteTypes = `@types/better-sqlite3@${(require('../package.json') as { devDependencies: Record<string, string> }).devDependencies['@types/better-sqlite3']}`;
+    // node-gyp appends CFLAGS/CXXFLAGS after the package's own flags: the last -O wins.
+    run('npm install', 'nice', ['-n', '10', 'npm', 'install', '--prefer-offline', '--no-audit', '--no-fund', tarball, betterSqliteTypes], project, {
+      CFLAGS: '-O0',
+      CXXFLAGS: '-O0',
+    });
+  }, INSTALL_TIMEOUT_MS);
+
+  afterAll(() => {
+    if (scratch) rmSync(scratch, { recursive: true, force: true });
+    console.info(`package suite timings (ms): ${JSON.stringify(timings)}`);
+  });
+
+  it('packs the built entry points, the command and the nginx volume scripts, and no tests or sources', () => {
+    for (const path of ['package.json', 'dist/index.js', 'dist/index.d.ts', 'dist/main.js', 'bin/mkv', 'nginx/start-volumes.sh', 'nginx/volume.conf.template']) expect(packed).toContain(path);
+    expect(packed.filter((path) => /^(test|src|examples|bench|node_modules)\//.test(path) || /\.spec\./.test(path))).toEqual([]);
+  });
+
+  it('installs a working mkv command: `mkv --help` exits 0 and lists serve', () => {
+    const help = spawnSync(join(project, 'node_modules/.bin/mkv'), ['--help'], { encoding: 'utf8' });
+    expect(help.status).toBe(0);
+    expect(help.stdout).toMatch(/^\s+serve \[options\]/m);
+  });
+
+  describe('a team project that imports mkv by name', () => {
+    let volumes: TestVolumes;
+
+    beforeAll(async () => {
+      volumes = await TestVolumes.start(3);
+    });
+    afterAll(() => volumes?.stop());
+
+    it('type-checks against the installed declarations, then runs a server with its own VolumeClient decorator: a PUT reaches the volumes through it', () => {
+      mkdirSync(join(project, 'src'));
+      writeFileSync(join(project, 'src/server.ts'), TEAM_SERVER);
+      writeFileSync(join(project, 'tsconfig.json'), JSON.stringify(teamTsconfig(), null, 2));
+      // The repository's compiler, the package's own .d.ts files checked too (no skipLibCheck).
+      run('tsc', process.execPath, [TSC, '-p', 'tsconfig.json'], project);
+
+      const db = join(project, 'index.db');
+      const output = run('run', process.execPath, ['out/server.js', volumes.urls.join(','), db], project);
+      const seen = JSON.parse(output.trim().split('\n').pop()!) as { put: number; location: string; putUrls: string[] };
+
+      const replicas = placeKey('from/package', volumes.urls, 2);
+      expect(seen.put).toBe(201);
+      expect(seen.location).toBe(`${replicas[0]}/from/package`);
+      for (const url of replicas) expect(volumes.byUrl(url).read('from/package').toString()).toBe('installed and used');
+      // The decorator saw each replica's upload (under its temporary name, before the rename).
+      expect(seen.putUrls.map((url) => url.replace(/\/\.mkv-tmp\/[^/]+$/, '')).sort()).toEqual([...replicas].sort());
+    });
+  });
+});
+
+function teamTsconfig() {
+  return {
+    compilerOptions: {
+      module: 'node16',
+      moduleResolution: 'node16',
+      target: 'es2022',
+      strict: true,
+      rootDir: 'src',
+      outDir: 'out',
+      // @types/node is the team's own devDependency; here, the repository's.
+      typeRoots: [join(ROOT, 'node_modules/@types')],
+      types: ['node'],
+    },
+    include: ['src'],
+  };
+}
+
+/** A team's server: mkv in its own process, its own decorator of the stock volume client given as a factory. */
+const TEAM_SERVER = `
+import { createServer, HttpVolumeClient, loadConfig, VOLUME_CLIENT, type VolumeClient, type VolumeEntry } from 'mkv';
+import type { Readable } from 'node:stream';
+
+/** Notes the URL of every PUT, then lets the stock client do it. */
+class RecordingVolumeClient implements VolumeClient {
+  readonly putUrls: string[] = [];
+  constructor(private readonly stock: VolumeClient) {}
+  put(url: string, body: Readable | Buffer, options?: { length?: number; signal?: AbortSignal }): Promise<void> {
+    this.putUrls.push(url);
+    return this.stock.put(url, body, options);
+  }
+  move(fromUrl: string, toUrl: string): Promise<void> {
+    return this.stock.move(fromUrl, toUrl);
+  }
+  delete(url: string): Promise<boolean> {
+    return this.stock.delete(url);
+  }
+  get(url: string, options?: { signal?: AbortSignal }): Promise<{ body: Readable; size: number | undefined }> {
+    return this.stock.get(url, options);
+  }
+  list(url: string): AsyncIterable<VolumeEntry> {
+    return this.stock.list(url);
+  }
+  probe(volume: string, timeoutMs: number): Promise<void> {
+    return this.stock.probe(volume, timeoutMs);
+  }
+}
+
+async function main(): Promise<void> {
+  const [volumes, db] = process.argv.slice(2);
+  const config = loadConfig({ volumes, db, replicas: 2, logLevel: 'warn' });
+  const app = await createServer({
+    config,
+    volumeClient: { useFactory: (stock: HttpVolumeClient) => new RecordingVolumeClient(stock), inject: [HttpVolumeClient] },
+  });
+  await app.listen(0, '127.0.0.1');
+  const { port } = app.getHttpServer().address() as { port: number };
+  const put = await fetch(\`http://127.0.0.1:\${port}/from/package\`, { method: 'PUT', body: 'installed and used' });
+  const get = await fetch(\`http://127.0.0.1:\${port}/from/package\`, { redirect: 'manual' });
+  const recorder = app.get<VolumeClient>(VOLUME_CLIENT) as RecordingVolumeClient;
+  await app.close();
+  console.log(JSON.stringify({ put: put.status, location: get.headers.get('location'), putUrls: recorder.putUrls }));
+}
+
+main().catch((error) => {
+  console.error(error);
+  process.exit(1);
+});
+`;
