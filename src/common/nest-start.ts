@@ -1,4 +1,5 @@
 import { Logger } from '@nestjs/common';
+import { ConfigError } from '../config/config-error';
 import { IndexInUseError } from '../index/index-in-use.error';
 
 /**
@@ -9,15 +10,16 @@ import { IndexInUseError } from '../index/index-in-use.error';
 export const NEST_START_OPTIONS = { bufferLogs: true, autoFlushLogs: false, abortOnError: false } as const;
 
 /**
- * Runs `create` (built with NEST_START_OPTIONS). A refusal to start because
- * another mkv owns the index stays the one line main.ts prints; any other
- * failure shows what Nest logged on the way, stack included.
+ * Runs `create` (built with NEST_START_OPTIONS). A refusal to start (another
+ * mkv owns the index; a team's module finds its configuration wanting and
+ * throws ConfigError) stays the one line main.ts prints; any other failure
+ * shows what Nest logged on the way, stack included.
  */
 export async function startNest<T>(create: () => Promise<T>): Promise<T> {
   try {
     return await create();
   } catch (error) {
-    if (!(error instanceof IndexInUseError)) Logger.flush();
+    if (!(error instanceof IndexInUseError || error instanceof ConfigError)) Logger.flush();
     throw error;
   }
 }
