@@ -25,11 +25,9 @@ const fs = require('node:fs');
 const path = require('node:path');
 const { parseArgs } = require('node:util');
 const { ConfigModule } = require('../dist/config/config.module');
-const { loadConfig } = require('../dist/config/load-config');
 const { HashingModule } = require('../dist/hashing/hashing.module');
-const { PlacementService } = require('../dist/hashing/placement.service');
 const { IndexModule } = require('../dist/index/index.module');
-const { KEY_INDEX } = require('../dist/index/key-index');
+const { KEY_INDEX, PLACEMENT, loadConfig } = require('../dist/index');
 
 const KEYS_PER_BATCH = 10_000;
 
@@ -52,12 +50,12 @@ async function main() {
   const dataDirs = values['data-dirs'] && new Map(values['data-dirs'].split(',').map((dir, i) => [config.volumes[i], dir]));
 
   const app = await NestFactory.createApplicationContext(
-    { module: class FillIndex {}, imports: [ConfigModule.forRoot(config), IndexModule, HashingModule] },
+    { module: class FillIndex {}, imports: [ConfigModule.forRoot(config), IndexModule.forRoot(), HashingModule.forRoot()] },
     { logger: ['warn', 'error'] },
   );
   try {
     const index = app.get(KEY_INDEX);
-    const placement = app.get(PlacementService);
+    const placement = app.get(PLACEMENT);
     // One transaction for the whole fill (the repository's own per-call
     // transactions become savepoints in it): one commit, not one per key.
     const db = app.get(DataSource).driver.databaseConnection;
