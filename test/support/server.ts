@@ -8,7 +8,7 @@ import { HealthChecker } from '../../src/health/health-checker.service';
 import { createServer } from '../../src/http/create-server';
 import type { MkvExtension } from '../../src/mkv-options';
 
-/** The real ServerModule on a free port, over a real SQLite file in a temp dir. */
+/** The real server (MkvModule, as createServer builds it) on a free port, over a real SQLite file in a temp dir. */
 export class TestServer {
   private stopped = false;
 
