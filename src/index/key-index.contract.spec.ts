@@ -1,12 +1,10 @@
 import { Test, TestingModule } from '@nestjs/testing';
 import { InMemoryIndexModule } from '../../examples/in-memory-index/in-memory-index.module';
+import { byVolume, compileSqliteIndex, intent, record, storeFinished, V1, V2, V3 } from '../../test/support/index-records';
 import { JOB_STORE, JobStore } from '../admin/jobs/job-store';
 import type { JobView, PlannedMove } from '../admin/jobs/job';
-import { ConfigModule } from '../config/config.module';
-import { loadConfig } from '../config/load-config';
 import { KEY_INDEX, KeyIndex } from './key-index';
-import type { KeyRecord, KeyState, WriteIntent } from './key-record';
-import { SqliteIndexModule } from './sqlite/sqlite-index.module';
+import type { KeyRecord, KeyState } from './key-record';
 
 /**
  * The contract of KeyIndex and JobStore (their doc comments), checked the
@@ -17,27 +15,9 @@ import { SqliteIndexModule } from './sqlite/sqlite-index.module';
  * pending delete fails here, not in production.
  */
 const INDEXES: [string, () => Promise<TestingModule>][] = [
-  [
-    'SqliteIndexModule (:memory:)',
-    () => {
-      const config = loadConfig({ db: ':memory:', volumes: 'a:1,b:2,c:3', replicas: 2 });
-      return Test.createTestingModule({ imports: [ConfigModule.forRoot(config), SqliteIndexModule] }).compile();
-    },
-  ],
+  ['SqliteIndexModule (:memory:)', () => compileSqliteIndex()],
   ['InMemoryIndexModule (examples/in-memory-index)', () => Test.createTestingModule({ imports: [InMemoryIndexModule] }).compile()],
 ];
-
-const V1 = 'http://a:1';
-const V2 = 'http://b:2';
-const V3 = 'http://c:3';
-
-function record(key: string, overrides: Partial<KeyRecord> = {}): KeyRecord {
-  return { key, volumes: [V1, V2], size: 5, md5: '5d41402abc4b2a76b9719d911017c592', state: 'live', createdAt: 1000, updatedAt: 1000, ...overrides };
-}
-
-function intent(key: string, id = `intent-${key}`, createdAt = 1000): WriteIntent {
-  return { id, key, tempPath: `/.mkv-tmp/${id}`, volumes: [V1, V2], createdAt };
-}
 
 describe.each(INDEXES)('KeyIndex contract: %s', (_name, compile) => {
   let moduleRef: TestingModule;
@@ -53,11 +33,7 @@ describe.each(INDEXES)('KeyIndex contract: %s', (_name, compile) => {
   });
 
   /** A finished record, as a completed PUT leaves it. */
-  async function store(rec: KeyRecord): Promise<void> {
-    const id = `seed-${rec.key}`;
-    expect((await index.beginWrite(rec, intent(rec.key, id))).conflict).toBeUndefined();
-    await index.finishWrite(id, rec);
-  }
+  const store = (rec: KeyRecord) => storeFinished(index, rec);
 
   describe('writes', () => {
     it('stores the record and its intent in beginWrite, and keeps only the record after finishWrite', async () => {
@@ -273,10 +249,7 @@ describe.each(INDEXES)('KeyIndex contract: %s', (_name, compile) => {
   });
 
   describe('usage', () => {
-    const usage = async () => {
-      const { keys, bytes, volumes } = await index.usage();
-      return { keys, bytes, volumes: [...volumes].sort((a, b) => a.volume.localeCompare(b.volume)) };
-    };
+    const usage = async () => byVolume(await index.usage());
 
     it('is zero for an empty index', async () => {
       expect(await index.usage()).toEqual({ keys: 0, bytes: 0, volumes: [] });

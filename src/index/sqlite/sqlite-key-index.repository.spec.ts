@@ -1,14 +1,12 @@
-import { Test, TestingModule } from '@nestjs/testing';
+import { TestingModule } from '@nestjs/testing';
 import Database from 'better-sqlite3';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { DataSource } from 'typeorm';
-import { ConfigModule } from '../../config/config.module';
-import { loadConfig } from '../../config/load-config';
-import { SqliteIndexModule } from './sqlite-index.module';
-import { IndexUsage, KEY_INDEX, KeyIndex } from '../key-index';
-import type { KeyRecord, KeyState, WriteIntent } from '../key-record';
+import { byVolume, compileSqliteIndex, countedUsage, intent, record, storeFinished, V1, V2, V3 } from '../../../test/support/index-records';
+import { IndexUsage } from '../key-index';
+import type { KeyRecord, KeyState } from '../key-record';
 import { prefixUpperBound, SqliteKeyIndex } from './sqlite-key-index.repository';
 
 describe(prefixUpperBound.name, () => {
@@ -28,24 +26,12 @@ describe(prefixUpperBound.name, () => {
   });
 });
 
-const V1 = 'http://a:1';
-const V2 = 'http://b:2';
-
-function record(key: string, overrides: Partial<KeyRecord> = {}): KeyRecord {
-  return { key, volumes: [V1, V2], size: 5, md5: '5d41402abc4b2a76b9719d911017c592', state: 'live', createdAt: 1000, updatedAt: 1000, ...overrides };
-}
-
-function intent(key: string, id = `intent-${key}`, createdAt = 1000): WriteIntent {
-  return { id, key, tempPath: `/.mkv-tmp/${id}`, volumes: [V1, V2], createdAt };
-}
-
 describe(SqliteKeyIndex.name, () => {
   let moduleRef: TestingModule;
   let index: SqliteKeyIndex;
 
   beforeEach(async () => {
-    const config = loadConfig({ db: ':memory:', volumes: 'a:1,b:2,c:3', replicas: 2 });
-    moduleRef = await Test.createTestingModule({ imports: [ConfigModule.forRoot(config), SqliteIndexModule] }).compile();
+    moduleRef = await compileSqliteIndex();
     index = moduleRef.get(SqliteKeyIndex);
   });
 
@@ -53,12 +39,7 @@ describe(SqliteKeyIndex.name, () => {
     await moduleRef.close();
   });
 
-  /** Stores a finished record, as a completed PUT leaves it. */
-  async function store(rec: KeyRecord): Promise<void> {
-    const id = `seed-${rec.key}`;
-    expect((await index.beginWrite(rec, intent(rec.key, id))).conflict).toBeUndefined();
-    await index.finishWrite(id, rec);
-  }
+  const store = (rec: KeyRecord) => storeFinished(index, rec);
 
   it('is the provider behind KEY_INDEX', () => {
     expect(index).toBeInstanceOf(SqliteKeyIndex);
@@ -297,29 +278,10 @@ describe(SqliteKeyIndex.name, () => {
   });
 
   describe('paging, volume updates and usage', () => {
-    const V3 = 'http://c:3';
-
-    /** Keys and bytes per volume counted the slow way, from every record. */
-    async function counted(): Promise<IndexUsage> {
-      const records = await index.scan(undefined, 1000);
-      const volumes = new Map<string, { volume: string; keys: number; bytes: number }>();
-      for (const { volumes: held, size } of records) {
-        for (const volume of held) {
-          const entry = volumes.get(volume) ?? { volume, keys: 0, bytes: 0 };
-          entry.keys += 1;
-          entry.bytes += size;
-          volumes.set(volume, entry);
-        }
-      }
-      return byVolume({ keys: records.length, bytes: records.reduce((sum, r) => sum + r.size, 0), volumes: [...volumes.values()] });
-    }
+    const counted = () => countedUsage(index);
 
     async function usage(): Promise<IndexUsage> {
       return byVolume(await index.usage());
-    }
-
-    function byVolume({ keys, bytes, volumes }: IndexUsage): IndexUsage {
-      return { keys, bytes, volumes: [...volumes].sort((a, b) => a.volume.localeCompare(b.volume)) };
     }
 
     describe('usage', () => {
@@ -441,8 +403,7 @@ describe(`${SqliteKeyIndex.name}.ping (readiness)`, () => {
 
   beforeEach(async () => {
     dir = mkdtempSync(join(tmpdir(), 'mkv-ping-'));
-    const config = loadConfig({ db: join(dir, 'index.db'), volumes: 'a:1,b:2,c:3', replicas: 2 });
-    moduleRef = await Test.createTestingModule({ imports: [ConfigModule.forRoot(config), SqliteIndexModule] }).compile();
+    moduleRef = await compileSqliteIndex(join(dir, 'index.db'));
     index = moduleRef.get(SqliteKeyIndex);
   });
 
