@@ -1,12 +1,10 @@
 import { Test, TestingModule } from '@nestjs/testing';
 import { InMemoryIndexModule } from '../../examples/in-memory-index/in-memory-index.module';
+import { byVolume, compileSqliteIndex, countedUsage, intent, record, storeFinished, V1, V2, V3 } from '../../test/support/index-records';
 import { JOB_STORE, JobStore } from '../admin/jobs/job-store';
 import type { JobView, PlannedMove } from '../admin/jobs/job';
-import { ConfigModule } from '../config/config.module';
-import { loadConfig } from '../config/load-config';
 import { KEY_INDEX, KeyIndex } from './key-index';
-import type { KeyRecord, KeyState, WriteIntent } from './key-record';
-import { SqliteIndexModule } from './sqlite/sqlite-index.module';
+import type { KeyRecord, KeyState } from './key-record';
 
 /**
  * The contract of KeyIndex and JobStore (their doc comments), checked the
@@ -17,27 +15,9 @@ import { SqliteIndexModule } from './sqlite/sqlite-index.module';
  * pending delete fails here, not in production.
  */
 const INDEXES: [string, () => Promise<TestingModule>][] = [
-  [
-    'SqliteIndexModule (:memory:)',
-    () => {
-      const config = loadConfig({ db: ':memory:', volumes: 'a:1,b:2,c:3', replicas: 2 });
-      return Test.createTestingModule({ imports: [ConfigModule.forRoot(config), SqliteIndexModule] }).compile();
-    },
-  ],
+  ['SqliteIndexModule (:memory:)', () => compileSqliteIndex()],
   ['InMemoryIndexModule (examples/in-memory-index)', () => Test.createTestingModule({ imports: [InMemoryIndexModule] }).compile()],
 ];
-
-const V1 = 'http://a:1';
-const V2 = 'http://b:2';
-const V3 = 'http://c:3';
-
-function record(key: string, overrides: Partial<KeyRecord> = {}): KeyRecord {
-  return { key, volumes: [V1, V2], size: 5, md5: '5d41402abc4b2a76b9719d911017c592', state: 'live', createdAt: 1000, updatedAt: 1000, ...overrides };
-}
-
-function intent(key: string, id = `intent-${key}`, createdAt = 1000): WriteIntent {
-  return { id, key, tempPath: `/.mkv-tmp/${id}`, volumes: [V1, V2], createdAt };
-}
 
 describe.each(INDEXES)('KeyIndex contract: %s', (_name, compile) => {
   let moduleRef: TestingModule;
@@ -53,11 +33,15 @@ describe.each(INDEXES)('KeyIndex contract: %s', (_name, compile) => {
   });
 
   /** A finished record, as a completed PUT leaves it. */
-  async function store(rec: KeyRecord): Promise<void> {
-    const id = `seed-${rec.key}`;
-    expect((await index.beginWrite(rec, intent(rec.key, id))).conflict).toBeUndefined();
-    await index.finishWrite(id, rec);
-  }
+  const store = (rec: KeyRecord) => storeFinished(index, rec);
+
+  it('holds nothing when new: no record, no pending write or delete, nothing to count or scan', async () => {
+    expect(await index.get('missing')).toBeUndefined();
+    expect(await index.pendingWrites()).toEqual([]);
+    expect(await index.pendingDeletes()).toEqual([]);
+    expect(await index.count()).toBe(0);
+    expect(await index.scan(undefined, 10)).toEqual([]);
+  });
 
   describe('writes', () => {
     it('stores the record and its intent in beginWrite, and keeps only the record after finishWrite', async () => {
@@ -76,6 +60,7 @@ describe.each(INDEXES)('KeyIndex contract: %s', (_name, compile) => {
       await index.beginWrite(record('k', { md5: 'new' }), intent('k'));
       await index.finishWrite('intent-k');
       expect(await index.get('k')).toEqual(record('k', { md5: 'new' }));
+      expect(await index.pendingWrites()).toEqual([]);
     });
 
     it('answers beginWrite with the previous record, and the key keeps its created time', async () => {
@@ -97,6 +82,7 @@ describe.each(INDEXES)('KeyIndex contract: %s', (_name, compile) => {
       const previous = record('k', { md5: 'old', size: 3, createdAt: 10, updatedAt: 20 });
       await store(previous);
       await index.beginWrite(record('k', { md5: 'new', size: 9, updatedAt: 30 }), intent('k'));
+      expect((await index.get('k'))?.md5).toBe('new');
       await index.abortWrite('intent-k', 'k', previous);
       expect(await index.get('k')).toEqual(previous);
       expect(await index.pendingWrites()).toEqual([]);
@@ -106,6 +92,11 @@ describe.each(INDEXES)('KeyIndex contract: %s', (_name, compile) => {
       await index.beginWrite(record('x'), intent('x', 'late', 3000));
       await index.beginWrite(record('y'), intent('y', 'early', 1000));
       expect((await index.pendingWrites()).map((w) => w.id)).toEqual(['early', 'late']);
+    });
+
+    it('keeps an empty volume list as empty', async () => {
+      await store(record('k', { volumes: [] }));
+      expect(await index.get('k')).toEqual(record('k', { volumes: [] }));
     });
 
     it('hands out copies: changing a record it returned or was given does not change the index', async () => {
@@ -147,6 +138,7 @@ describe.each(INDEXES)('KeyIndex contract: %s', (_name, compile) => {
       await store(record(existing));
       expect(await index.findConflict(key)).toBeUndefined();
       expect(await index.beginWrite(record(key, { md5: 'new' }), intent(key))).toEqual({ previous: existing === key ? record(existing) : undefined });
+      expect((await index.get(key))?.md5).toBe('new');
     });
 
     it('lets only the first of two conflicting writes begun at once in', async () => {
@@ -169,9 +161,9 @@ describe.each(INDEXES)('KeyIndex contract: %s', (_name, compile) => {
     });
 
     it('returns only the keys under the prefix', async () => {
-      for (const key of ['a/b', 'a/c', 'a0', 'a.', 'ab', 'b/a', '`', 'a\u{10FFFF}', 'a\u{10FFFF}x']) await store(record(key));
+      for (const key of ['a/b', 'a/c', 'a0', 'a.', 'ab', 'b/a', '`', 'a\u{10FFFE}', 'a\u{10FFFF}', 'a\u{10FFFF}x']) await store(record(key));
       expect(await list({ prefix: 'a/' })).toEqual(['a/b', 'a/c']);
-      expect(await list({ prefix: 'a' })).toEqual(['a.', 'a/b', 'a/c', 'a0', 'ab', 'a\u{10FFFF}', 'a\u{10FFFF}x']);
+      expect(await list({ prefix: 'a' })).toEqual(['a.', 'a/b', 'a/c', 'a0', 'ab', 'a\u{10FFFE}', 'a\u{10FFFF}', 'a\u{10FFFF}x']);
       expect(await list({ prefix: 'a\u{10FFFF}' })).toEqual(['a\u{10FFFF}', 'a\u{10FFFF}x']);
       expect(await list({ prefix: 'c' })).toEqual([]);
     });
@@ -211,31 +203,57 @@ describe.each(INDEXES)('KeyIndex contract: %s', (_name, compile) => {
 
   describe('scan, count and setVolumes', () => {
     beforeEach(async () => {
-      for (const key of ['b', 'a\u{1F600}', 'a\uFFFF', 'aé', 'a/b']) await store(record(key));
-      await store(record('gone', { state: 'unlinked' }));
+      for (const key of ['b', 'a\u{1F600}', 'a\uFFFF', 'aé', 'a0', 'a/b', 'a.b', 'B']) await store(record(key));
+      await store(record('gone', { state: 'unlinked', size: 9 }));
     });
 
-    it('pages records of every state in byte order, after `after` (exclusive), up to limit', async () => {
-      expect((await index.scan(undefined, 100)).map((r) => r.key)).toEqual(['a/b', 'aé', 'a\uFFFF', 'a\u{1F600}', 'b', 'gone']);
-      expect((await index.scan(undefined, 2)).map((r) => r.key)).toEqual(['a/b', 'aé']);
-      expect((await index.scan('aé', 2)).map((r) => r.key)).toEqual(['a\uFFFF', 'a\u{1F600}']);
-      expect((await index.scan('a1', 1)).map((r) => r.key)).toEqual(['aé']);
+    it('scans records of every state in byte order', async () => {
+      const page = await index.scan(undefined, 100);
+      expect(page.map((r) => r.key)).toEqual(['B', 'a.b', 'a/b', 'a0', 'aé', 'a\uFFFF', 'a\u{1F600}', 'b', 'gone']);
+      expect(page[8]).toEqual(record('gone', { state: 'unlinked', size: 9 }));
+      expect(page[0]).toEqual(record('B'));
+    });
+
+    it('scans after `after`, exclusive, up to limit', async () => {
+      expect((await index.scan(undefined, 3)).map((r) => r.key)).toEqual(['B', 'a.b', 'a/b']);
+      expect((await index.scan('a/b', 3)).map((r) => r.key)).toEqual(['a0', 'aé', 'a\uFFFF']);
+      expect((await index.scan('a\uFFFF', 3)).map((r) => r.key)).toEqual(['a\u{1F600}', 'b', 'gone']);
+      expect((await index.scan('a1', 2)).map((r) => r.key)).toEqual(['aé', 'a\uFFFF']);
       expect(await index.scan('gone', 3)).toEqual([]);
-      expect((await index.scan('b', 3))[0]).toEqual(record('gone', { state: 'unlinked' }));
+      expect(await index.scan('zzz', 3)).toEqual([]);
+    });
+
+    it('pages through every key exactly once', async () => {
+      const seen: string[] = [];
+      // Bounded, so a scan that repeats its `after` key fails instead of looping.
+      for (let after: string | undefined, pages = 0; pages < 10; pages++) {
+        const page = await index.scan(after, 2);
+        if (page.length === 0) break;
+        expect(page.length).toBeLessThanOrEqual(2);
+        seen.push(...page.map((r) => r.key));
+        after = page[page.length - 1].key;
+      }
+      expect(seen).toEqual((await index.scan(undefined, 100)).map((r) => r.key));
+      expect(seen).toHaveLength(9);
     });
 
     it('counts keys of every state', async () => {
-      expect(await index.count()).toBe(6);
+      expect(await index.count()).toBe(9);
       await index.beginDelete('b');
-      expect(await index.count()).toBe(5);
+      expect(await index.count()).toBe(8);
     });
 
-    it('changes only where the replicas are with setVolumes, and creates no key', async () => {
+    it('changes only where the replicas are with setVolumes (not the state or times), takes an empty list, and creates no key', async () => {
       await index.setVolumes('b', [V3, V1]);
+      await index.setVolumes('gone', [V3]);
+      await index.setVolumes('a0', []);
       await index.setVolumes('missing', [V1]);
       expect(await index.get('b')).toEqual(record('b', { volumes: [V3, V1] }));
+      expect(await index.get('gone')).toEqual(record('gone', { volumes: [V3], state: 'unlinked', size: 9 }));
+      expect(await index.get('a0')).toEqual(record('a0', { volumes: [] }));
+      expect(await index.get('a/b')).toEqual(record('a/b'));
       expect(await index.get('missing')).toBeUndefined();
-      expect(await index.count()).toBe(6);
+      expect(await index.count()).toBe(9);
     });
   });
 
@@ -273,10 +291,7 @@ describe.each(INDEXES)('KeyIndex contract: %s', (_name, compile) => {
   });
 
   describe('usage', () => {
-    const usage = async () => {
-      const { keys, bytes, volumes } = await index.usage();
-      return { keys, bytes, volumes: [...volumes].sort((a, b) => a.volume.localeCompare(b.volume)) };
-    };
+    const usage = async () => byVolume(await index.usage());
 
     it('is zero for an empty index', async () => {
       expect(await index.usage()).toEqual({ keys: 0, bytes: 0, volumes: [] });
@@ -299,11 +314,12 @@ describe.each(INDEXES)('KeyIndex contract: %s', (_name, compile) => {
       await store(record('a', { volumes: [V3, V1], size: 50 })); // an overwrite that moves and grows
       await index.setVolumes('b', [V1]);
       await index.setState('c', 'unlinked', 2000);
-      await index.beginWrite(record('d', { size: 9 }), intent('d'));
+      expect(await index.beginWrite(record('d', { size: 9 }), intent('d'))).toEqual({ previous: undefined });
       await index.abortWrite('intent-d', 'd', undefined);
-      await index.beginWrite(record('a', { size: 3 }), intent('a', 'again'));
+      expect(await index.beginWrite(record('a', { size: 3 }), intent('a', 'again'))).toEqual({ previous: record('a', { volumes: [V3, V1], size: 50 }) });
       await index.abortWrite('again', 'a', record('a', { volumes: [V3, V1], size: 50 }));
       await index.beginDelete('c');
+      expect(await usage()).toEqual(await countedUsage(index));
       expect(await usage()).toEqual({
         keys: 2,
         bytes: 57,

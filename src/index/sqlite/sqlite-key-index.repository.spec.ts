@@ -1,14 +1,11 @@
-import { Test, TestingModule } from '@nestjs/testing';
+import { TestingModule } from '@nestjs/testing';
 import Database from 'better-sqlite3';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { DataSource } from 'typeorm';
-import { ConfigModule } from '../../config/config.module';
-import { loadConfig } from '../../config/load-config';
-import { SqliteIndexModule } from './sqlite-index.module';
-import { IndexUsage, KEY_INDEX, KeyIndex } from '../key-index';
-import type { KeyRecord, KeyState, WriteIntent } from '../key-record';
+import { compileSqliteIndex, intent, record } from '../../../test/support/index-records';
+import { KEY_INDEX } from '../key-index';
 import { prefixUpperBound, SqliteKeyIndex } from './sqlite-key-index.repository';
 
 describe(prefixUpperBound.name, () => {
@@ -28,24 +25,17 @@ describe(prefixUpperBound.name, () => {
   });
 });
 
-const V1 = 'http://a:1';
-const V2 = 'http://b:2';
-
-function record(key: string, overrides: Partial<KeyRecord> = {}): KeyRecord {
-  return { key, volumes: [V1, V2], size: 5, md5: '5d41402abc4b2a76b9719d911017c592', state: 'live', createdAt: 1000, updatedAt: 1000, ...overrides };
-}
-
-function intent(key: string, id = `intent-${key}`, createdAt = 1000): WriteIntent {
-  return { id, key, tempPath: `/.mkv-tmp/${id}`, volumes: [V1, V2], createdAt };
-}
-
+/**
+ * What is SQLite's own. The behaviour every index shares (writes, conflicts,
+ * listing, scan, usage, deletes) is checked on SQLite too, by
+ * src/index/key-index.contract.spec.ts.
+ */
 describe(SqliteKeyIndex.name, () => {
   let moduleRef: TestingModule;
   let index: SqliteKeyIndex;
 
   beforeEach(async () => {
-    const config = loadConfig({ db: ':memory:', volumes: 'a:1,b:2,c:3', replicas: 2 });
-    moduleRef = await Test.createTestingModule({ imports: [ConfigModule.forRoot(config), SqliteIndexModule] }).compile();
+    moduleRef = await compileSqliteIndex();
     index = moduleRef.get(SqliteKeyIndex);
   });
 
@@ -53,193 +43,8 @@ describe(SqliteKeyIndex.name, () => {
     await moduleRef.close();
   });
 
-  /** Stores a finished record, as a completed PUT leaves it. */
-  async function store(rec: KeyRecord): Promise<void> {
-    const id = `seed-${rec.key}`;
-    expect((await index.beginWrite(rec, intent(rec.key, id))).conflict).toBeUndefined();
-    await index.finishWrite(id, rec);
-  }
-
   it('is the provider behind KEY_INDEX', () => {
-    expect(index).toBeInstanceOf(SqliteKeyIndex);
-  });
-
-  it('returns undefined for a key it does not hold', async () => {
-    expect(await index.get('missing')).toBeUndefined();
-    expect(await index.pendingWrites()).toEqual([]);
-  });
-
-  describe('write round trip', () => {
-    it('records the value and the intent in beginWrite, then keeps only the record after finishWrite', async () => {
-      const begun = record('k', { md5: 'new', size: 7 });
-      expect((await index.beginWrite(begun, intent('k'))).conflict).toBeUndefined();
-      expect(await index.get('k')).toEqual(begun);
-      expect(await index.pendingWrites()).toEqual([intent('k')]);
-
-      const finished = { ...begun, volumes: [V2], updatedAt: 2000 };
-      await index.finishWrite('intent-k', finished);
-      expect(await index.get('k')).toEqual(finished);
-      expect(await index.pendingWrites()).toEqual([]);
-    });
-
-    it('lists pending writes oldest first', async () => {
-      await index.beginWrite(record('x'), intent('x', 'late', 3000));
-      await index.beginWrite(record('y'), intent('y', 'early', 1000));
-      expect((await index.pendingWrites()).map((w) => w.id)).toEqual(['early', 'late']);
-    });
-
-    it('removes a new key and its intent in abortWrite without a previous record', async () => {
-      await index.beginWrite(record('k'), intent('k'));
-      await index.abortWrite('intent-k', 'k', undefined);
-      expect(await index.get('k')).toBeUndefined();
-      expect(await index.pendingWrites()).toEqual([]);
-    });
-
-    it('puts the previous record back in abortWrite', async () => {
-      const previous = record('k', { md5: 'old', size: 3, createdAt: 10, updatedAt: 20 });
-      await store(previous);
-      await index.beginWrite(record('k', { md5: 'new', size: 9, createdAt: 10, updatedAt: 30 }), intent('k'));
-      expect((await index.get('k'))?.md5).toBe('new');
-
-      await index.abortWrite('intent-k', 'k', previous);
-      expect(await index.get('k')).toEqual(previous);
-      expect(await index.pendingWrites()).toEqual([]);
-    });
-
-    it('answers beginWrite with the previous record, and keeps its created time', async () => {
-      const previous = record('k', { md5: 'old', createdAt: 10, updatedAt: 20 });
-      await store(previous);
-      expect(await index.beginWrite(record('k', { md5: 'new', createdAt: 30, updatedAt: 30 }), intent('k'))).toEqual({ previous });
-      expect(await index.get('k')).toEqual(record('k', { md5: 'new', createdAt: 10, updatedAt: 30 }));
-    });
-
-    it('keeps the record as beginWrite stored it when finishWrite has none', async () => {
-      const begun = record('k', { md5: 'new' });
-      await index.beginWrite(begun, intent('k'));
-      await index.finishWrite('intent-k');
-      expect(await index.get('k')).toEqual(begun);
-      expect(await index.pendingWrites()).toEqual([]);
-    });
-
-    it('keeps an empty volume list as empty', async () => {
-      await store(record('k', { volumes: [] }));
-      expect((await index.get('k'))?.volumes).toEqual([]);
-    });
-  });
-
-  describe('conflicts between a key and a key below it', () => {
-    it.each<[string, string, KeyState]>([
-      ['a', 'a/b', 'live'],
-      ['a', 'a/b/c', 'live'],
-      ['a/b', 'a', 'live'],
-      ['a/b/c', 'a', 'live'],
-      ['a', 'a/b', 'unlinked'],
-      ['a/b', 'a', 'unlinked'],
-    ])('refuses %j after %j (%s) and writes nothing', async (existing, key, state) => {
-      await store(record(existing, { state }));
-      expect(await index.findConflict(key)).toBe(existing);
-      expect((await index.beginWrite(record(key), intent(key))).conflict).toBe(existing);
-      expect(await index.get(key)).toBeUndefined();
-      expect(await index.pendingWrites()).toEqual([]);
-      expect(await index.get(existing)).toEqual(record(existing, { state }));
-    });
-
-    it.each([
-      ['a', 'ab'],
-      ['a', 'a0'],
-      ['a', 'a.b'],
-      ['a/b', 'a/c'],
-      ['ab/c', 'a'],
-    ])('does not see a conflict between %j and %j', async (existing, key) => {
-      await store(record(existing));
-      expect(await index.findConflict(key)).toBeUndefined();
-      expect((await index.beginWrite(record(key), intent(key))).conflict).toBeUndefined();
-    });
-
-    it('lets a key be overwritten', async () => {
-      await store(record('a/b'));
-      expect((await index.beginWrite(record('a/b', { md5: 'new' }), intent('a/b'))).conflict).toBeUndefined();
-      expect((await index.get('a/b'))?.md5).toBe('new');
-    });
-  });
-
-  describe('list', () => {
-    const list = (options: { prefix?: string; start?: string; limit?: number; state?: KeyState }) =>
-      index.list({ prefix: '', limit: 100, state: 'live', ...options });
-
-    it('orders keys by their UTF-8 bytes, which is code point order', async () => {
-      // JavaScript's sort (UTF-16 code units) would put U+1F600 before U+FFFF.
-      for (const key of ['b', 'a\u{1F600}', 'a\uFFFF', 'aé', 'a0', 'a/b', 'a.b', 'B']) await store(record(key));
-      expect(await list({})).toEqual(['B', 'a.b', 'a/b', 'a0', 'aé', 'a\uFFFF', 'a\u{1F600}', 'b']);
-      expect(await list({ prefix: 'a' })).toEqual(['a.b', 'a/b', 'a0', 'aé', 'a\uFFFF', 'a\u{1F600}']);
-    });
-
-    it('returns only the keys under the prefix', async () => {
-      for (const key of ['a/b', 'a/c', 'a0', 'a.', 'ab', 'b/a', '`']) await store(record(key));
-      expect(await list({ prefix: 'a/' })).toEqual(['a/b', 'a/c']);
-      expect(await list({ prefix: 'a' })).toEqual(['a.', 'a/b', 'a/c', 'a0', 'ab']);
-      expect(await list({ prefix: 'c' })).toEqual([]);
-    });
-
-    it('lists keys under a prefix ending in U+10FFFF', async () => {
-      for (const key of ['a\u{10FFFF}', 'a\u{10FFFF}x', 'a\u{10FFFE}', 'b']) await store(record(key));
-      expect(await list({ prefix: 'a\u{10FFFF}' })).toEqual(['a\u{10FFFF}', 'a\u{10FFFF}x']);
-    });
-
-    it('starts at start, inclusive, within the prefix', async () => {
-      for (const key of ['a/1', 'a/2', 'a/3', 'b/1']) await store(record(key));
-      expect(await list({ prefix: 'a/', start: 'a/2' })).toEqual(['a/2', 'a/3']);
-      expect(await list({ prefix: 'a/', start: 'a/25' })).toEqual(['a/3']);
-      expect(await list({ prefix: 'a/', start: '0' })).toEqual(['a/1', 'a/2', 'a/3']);
-      expect(await list({ prefix: 'a/', start: 'b' })).toEqual([]);
-      expect(await list({ start: 'a/3' })).toEqual(['a/3', 'b/1']);
-    });
-
-    it('compares start in byte order, not JavaScript string order', async () => {
-      // U+1F600 is after U+FFFF in UTF-8 bytes but before it in UTF-16 code units.
-      for (const key of ['\uFFFFx', '\u{1F600}z']) await store(record(key));
-      expect(await list({ prefix: '\uFFFF', start: '\u{1F600}' })).toEqual([]);
-    });
-
-    it('lists only keys in the requested state', async () => {
-      await store(record('live-1'));
-      await store(record('gone-1', { state: 'unlinked' }));
-      await store(record('live-2'));
-      expect(await list({})).toEqual(['live-1', 'live-2']);
-      expect(await list({ state: 'unlinked' })).toEqual(['gone-1']);
-    });
-
-    it('returns at most limit + 1 keys', async () => {
-      for (const key of ['k1', 'k2', 'k3', 'k4', 'k5']) await store(record(key));
-      expect(await list({ limit: 2 })).toEqual(['k1', 'k2', 'k3']);
-      expect(await list({ limit: 5 })).toHaveLength(5);
-    });
-  });
-
-  it('changes the state and update time with setState', async () => {
-    await store(record('k'));
-    await index.setState('k', 'unlinked', 5000);
-    expect(await index.get('k')).toEqual(record('k', { state: 'unlinked', updatedAt: 5000 }));
-  });
-
-  it('removes only the given key with delete', async () => {
-    await store(record('a/b'));
-    await store(record('a/c'));
-    await index.beginDelete('a/b');
-    expect(await index.get('a/b')).toBeUndefined();
-    expect(await index.get('a/c')).toEqual(record('a/c'));
-    await expect(index.beginDelete('a/b')).resolves.toBeUndefined();
-  });
-
-  it('answers beginDelete with the record it removed, and leaves a live key alone when asked', async () => {
-    await store(record('live'));
-    await store(record('gone', { state: 'unlinked' }));
-    expect(await index.beginDelete('live', { unlessLive: true })).toEqual(record('live'));
-    expect(await index.get('live')).toEqual(record('live'));
-    expect(await index.pendingDeletes()).toEqual([]);
-    expect(await index.beginDelete('gone', { unlessLive: true })).toEqual(record('gone', { state: 'unlinked' }));
-    expect(await index.get('gone')).toBeUndefined();
-    expect(await index.pendingDeletes()).toEqual([{ key: 'gone', volumes: [V1, V2] }]);
+    expect(moduleRef.get(KEY_INDEX)).toBe(index);
   });
 
   describe('group commit', () => {
@@ -295,143 +100,6 @@ describe(SqliteKeyIndex.name, () => {
       await expect(index.beginWrite(record('later'), intent('later'))).resolves.toEqual({ previous: undefined });
     });
   });
-
-  describe('paging, volume updates and usage', () => {
-    const V3 = 'http://c:3';
-
-    /** Keys and bytes per volume counted the slow way, from every record. */
-    async function counted(): Promise<IndexUsage> {
-      const records = await index.scan(undefined, 1000);
-      const volumes = new Map<string, { volume: string; keys: number; bytes: number }>();
-      for (const { volumes: held, size } of records) {
-        for (const volume of held) {
-          const entry = volumes.get(volume) ?? { volume, keys: 0, bytes: 0 };
-          entry.keys += 1;
-          entry.bytes += size;
-          volumes.set(volume, entry);
-        }
-      }
-      return byVolume({ keys: records.length, bytes: records.reduce((sum, r) => sum + r.size, 0), volumes: [...volumes.values()] });
-    }
-
-    async function usage(): Promise<IndexUsage> {
-      return byVolume(await index.usage());
-    }
-
-    function byVolume({ keys, bytes, volumes }: IndexUsage): IndexUsage {
-      return { keys, bytes, volumes: [...volumes].sort((a, b) => a.volume.localeCompare(b.volume)) };
-    }
-
-    describe('usage', () => {
-      it('is zero for an empty index', async () => {
-        expect(await index.usage()).toEqual({ keys: 0, bytes: 0, volumes: [] });
-      });
-
-      it('follows every kind of write without a pass over the keys', async () => {
-        await store(record('a', { volumes: [V1, V2], size: 5 }));
-        await store(record('b', { volumes: [V2, V3], size: 7 }));
-        await store(record('c', { volumes: [], size: 1 }));
-        expect(await usage()).toEqual({
-          keys: 3,
-          bytes: 13,
-          volumes: [
-            { volume: V1, keys: 1, bytes: 5 },
-            { volume: V2, keys: 2, bytes: 12 },
-            { volume: V3, keys: 1, bytes: 7 },
-          ],
-        });
-
-        await store(record('a', { volumes: [V3, V1], size: 50 })); // an overwrite that moves and grows
-        await index.setVolumes('b', [V1]);
-        await index.setState('c', 'unlinked', 2000);
-        expect(await index.beginWrite(record('d', { size: 9 }), intent('d'))).toEqual({ previous: undefined });
-        await index.abortWrite('intent-d', 'd', undefined);
-        expect(await index.beginWrite(record('a', { size: 3 }), intent('a', 'again'))).toEqual({ previous: expect.objectContaining({ size: 50 }) });
-        await index.abortWrite('again', 'a', record('a', { volumes: [V3, V1], size: 50 }));
-        await index.beginDelete('c');
-        expect(await usage()).toEqual(await counted());
-        expect(await usage()).toEqual({
-          keys: 2,
-          bytes: 57,
-          volumes: [
-            { volume: V1, keys: 2, bytes: 57 },
-            { volume: V3, keys: 1, bytes: 50 },
-          ],
-        });
-      });
-
-    });
-
-    describe('scan', () => {
-      beforeEach(async () => {
-        for (const key of ['b', 'a\u{1F600}', 'a\uFFFF', 'aé', 'a0', 'a/b', 'a.b', 'B']) await store(record(key));
-        await store(record('gone', { state: 'unlinked', size: 9 }));
-      });
-
-      it('returns records of every state in byte order', async () => {
-        const page = await index.scan(undefined, 100);
-        expect(page.map((r) => r.key)).toEqual(['B', 'a.b', 'a/b', 'a0', 'aé', 'a\uFFFF', 'a\u{1F600}', 'b', 'gone']);
-        expect(page[8]).toEqual(record('gone', { state: 'unlinked', size: 9 }));
-        expect(page[0]).toEqual(record('B'));
-      });
-
-      it('starts after `after`, exclusive, and stops at limit', async () => {
-        expect((await index.scan(undefined, 3)).map((r) => r.key)).toEqual(['B', 'a.b', 'a/b']);
-        expect((await index.scan('a/b', 3)).map((r) => r.key)).toEqual(['a0', 'aé', 'a\uFFFF']);
-        expect((await index.scan('a\uFFFF', 3)).map((r) => r.key)).toEqual(['a\u{1F600}', 'b', 'gone']);
-        expect((await index.scan('a1', 2)).map((r) => r.key)).toEqual(['aé', 'a\uFFFF']);
-        expect(await index.scan('gone', 3)).toEqual([]);
-        expect(await index.scan('zzz', 3)).toEqual([]);
-      });
-
-      it('pages through every key exactly once', async () => {
-        const seen: string[] = [];
-        // Bounded, so a scan that repeats its `after` key fails instead of looping.
-        for (let after: string | undefined, pages = 0; pages < 10; pages++) {
-          const page = await index.scan(after, 2);
-          if (page.length === 0) break;
-          expect(page.length).toBeLessThanOrEqual(2);
-          seen.push(...page.map((r) => r.key));
-          after = page[page.length - 1].key;
-        }
-        expect(seen).toEqual((await index.scan(undefined, 100)).map((r) => r.key));
-        expect(seen).toHaveLength(9);
-      });
-
-      it('counts keys of every state', async () => {
-        expect(await index.count()).toBe(9);
-        await index.beginDelete('b');
-        expect(await index.count()).toBe(8);
-      });
-    });
-
-    it('counts zero keys in an empty index', async () => {
-      expect(await index.count()).toBe(0);
-      expect(await index.scan(undefined, 10)).toEqual([]);
-    });
-
-    describe('setVolumes', () => {
-      it('changes only where the replicas are, not the update time', async () => {
-        await store(record('k', { state: 'unlinked', createdAt: 10, updatedAt: 20 }));
-        await index.setVolumes('k', [V3, V1]);
-        expect(await index.get('k')).toEqual(record('k', { volumes: [V3, V1], state: 'unlinked', createdAt: 10, updatedAt: 20 }));
-      });
-
-      it('accepts an empty list and leaves other keys alone', async () => {
-        await store(record('k'));
-        await store(record('l'));
-        await index.setVolumes('k', []);
-        expect((await index.get('k'))?.volumes).toEqual([]);
-        expect(await index.get('l')).toEqual(record('l'));
-      });
-
-      it('does not create a key it does not hold', async () => {
-        await index.setVolumes('missing', [V1]);
-        expect(await index.get('missing')).toBeUndefined();
-        expect(await index.count()).toBe(0);
-      });
-    });
-  });
 });
 
 describe(`${SqliteKeyIndex.name}.ping (readiness)`, () => {
@@ -441,8 +109,7 @@ describe(`${SqliteKeyIndex.name}.ping (readiness)`, () => {
 
   beforeEach(async () => {
     dir = mkdtempSync(join(tmpdir(), 'mkv-ping-'));
-    const config = loadConfig({ db: join(dir, 'index.db'), volumes: 'a:1,b:2,c:3', replicas: 2 });
-    moduleRef = await Test.createTestingModule({ imports: [ConfigModule.forRoot(config), SqliteIndexModule] }).compile();
+    moduleRef = await compileSqliteIndex(join(dir, 'index.db'));
     index = moduleRef.get(SqliteKeyIndex);
   });
 

@@ -1,25 +1,10 @@
-import { Test, TestingModule } from '@nestjs/testing';
+import { TestingModule } from '@nestjs/testing';
 import { DataSource } from 'typeorm';
-import { ConfigModule } from '../../config/config.module';
-import { loadConfig } from '../../config/load-config';
+import { byVolume, compileSqliteIndex, countedUsage, record, storeFinished, V1, V2, V3 } from '../../../test/support/index-records';
 import { IndexUsage, KEY_INDEX, KeyIndex } from '../key-index';
-import type { KeyRecord, WriteIntent } from '../key-record';
+import type { KeyRecord } from '../key-record';
 import { REBUILD_STAGING, RebuildStaging } from '../rebuild-staging';
-import { SqliteIndexModule } from './sqlite-index.module';
 import { SqliteRebuildStaging } from './sqlite-rebuild-staging';
-
-const V1 = 'http://a:1';
-const V2 = 'http://b:2';
-
-function record(key: string, overrides: Partial<KeyRecord> = {}): KeyRecord {
-  return { key, volumes: [V1, V2], size: 5, md5: '5d41402abc4b2a76b9719d911017c592', state: 'live', createdAt: 1000, updatedAt: 1000, ...overrides };
-}
-
-function intent(key: string, id = `intent-${key}`, createdAt = 1000): WriteIntent {
-  return { id, key, tempPath: `/.mkv-tmp/${id}`, volumes: [V1, V2], createdAt };
-}
-
-const V3 = 'http://c:3';
 
 describe(SqliteRebuildStaging.name, () => {
   let moduleRef: TestingModule;
@@ -27,8 +12,7 @@ describe(SqliteRebuildStaging.name, () => {
   let staging: RebuildStaging;
 
   beforeEach(async () => {
-    const config = loadConfig({ db: ':memory:', volumes: 'a:1,b:2,c:3', replicas: 2 });
-    moduleRef = await Test.createTestingModule({ imports: [ConfigModule.forRoot(config), SqliteIndexModule] }).compile();
+    moduleRef = await compileSqliteIndex();
     index = moduleRef.get<KeyIndex>(KEY_INDEX);
     staging = moduleRef.get<RebuildStaging>(REBUILD_STAGING);
   });
@@ -37,12 +21,7 @@ describe(SqliteRebuildStaging.name, () => {
     await moduleRef.close();
   });
 
-  /** Stores a finished record, as a completed PUT leaves it. */
-  async function store(rec: KeyRecord): Promise<void> {
-    const id = `seed-${rec.key}`;
-    expect((await index.beginWrite(rec, intent(rec.key, id))).conflict).toBeUndefined();
-    await index.finishWrite(id, rec);
-  }
+  const store = (rec: KeyRecord) => storeFinished(index, rec);
 
   it('is the provider behind REBUILD_STAGING', () => {
     expect(staging).toBeInstanceOf(SqliteRebuildStaging);
@@ -63,27 +42,10 @@ describe(SqliteRebuildStaging.name, () => {
     return staging.scanStaged(undefined, 1000);
   }
 
-  /** Keys and bytes per volume counted the slow way, from every record. */
-  async function counted(): Promise<IndexUsage> {
-    const records = await index.scan(undefined, 1000);
-    const volumes = new Map<string, { volume: string; keys: number; bytes: number }>();
-    for (const { volumes: held, size } of records) {
-      for (const volume of held) {
-        const entry = volumes.get(volume) ?? { volume, keys: 0, bytes: 0 };
-        entry.keys += 1;
-        entry.bytes += size;
-        volumes.set(volume, entry);
-      }
-    }
-    return byVolume({ keys: records.length, bytes: records.reduce((sum, r) => sum + r.size, 0), volumes: [...volumes.values()] });
-  }
+  const counted = () => countedUsage(index);
 
   async function usage(): Promise<IndexUsage> {
     return byVolume(await index.usage());
-  }
-
-  function byVolume({ keys, bytes, volumes }: IndexUsage): IndexUsage {
-    return { keys, bytes, volumes: [...volumes].sort((a, b) => a.volume.localeCompare(b.volume)) };
   }
 
   describe('usage', () => {
