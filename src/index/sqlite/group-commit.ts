@@ -5,6 +5,8 @@ import { SqliteDatabase } from './sqlite-database';
 /** A change to the index waiting for the next commit, and its caller. */
 interface QueuedChange {
   change: () => unknown;
+  /** False for a single statement: SQLite undoes a failed statement alone, no savepoint needed. */
+  savepoint: boolean;
   resolve: (value: unknown) => void;
   reject: (error: unknown) => void;
 }
@@ -34,20 +36,37 @@ export class GroupCommit {
     const { db } = database;
     this.inSavepoint = db.transaction((change: () => unknown) => change());
     this.commitGroup = db.transaction((group: QueuedChange[], outcomes: Outcome[]) => {
-      for (const { change } of group) {
+      for (const { change, savepoint } of group) {
         try {
-          outcomes.push({ value: this.inSavepoint(change) });
+          outcomes.push({ value: savepoint ? this.inSavepoint(change) : change() });
         } catch (error) {
+          // Some errors (a full disk, an I/O error) make SQLite roll the whole
+          // transaction back: the changes after this one would then each commit
+          // on their own, outside the group. Fail the group instead.
+          if (!db.inTransaction) throw error;
           outcomes.push({ error });
         }
       }
     }).immediate;
   }
 
-  /** Runs the change in the next group commit; resolves once that is committed. */
+  /** Runs the change in the next group commit, in a savepoint of its own; resolves once that is committed. */
   run<T>(change: () => T): Promise<T> {
+    return this.enqueue(change, true);
+  }
+
+  /**
+   * As run, for a change that is one statement: a statement that fails is
+   * undone by SQLite alone, so it needs no savepoint (which costs about as
+   * much as the statement).
+   */
+  runStatement<T>(statement: () => T): Promise<T> {
+    return this.enqueue(statement, false);
+  }
+
+  private enqueue<T>(change: () => T, savepoint: boolean): Promise<T> {
     return new Promise<T>((resolve, reject) => {
-      this.queued.push({ change, resolve: resolve as (value: unknown) => void, reject });
+      this.queued.push({ change, savepoint, resolve: resolve as (value: unknown) => void, reject });
       if (this.queued.length === 1) setImmediate(this.commitQueued);
     });
   }

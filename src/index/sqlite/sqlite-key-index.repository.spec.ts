@@ -81,6 +81,38 @@ describe(SqliteKeyIndex.name, () => {
       expect((await index.pendingWrites()).map((w) => w.key).sort()).toEqual(['good1', 'good2']);
     });
 
+    it('rolls back and rejects only the single statement that failed (no savepoint), the rest of the group commits', async () => {
+      for (const key of ['gone1', 'bad', 'gone2']) {
+        await index.beginWrite(record(key), intent(key));
+        await index.beginDelete(key); // notes its blobs as being deleted
+      }
+      db().exec(`CREATE TRIGGER fail_bad BEFORE DELETE ON pending_deletes WHEN OLD.key = 'bad' BEGIN SELECT RAISE(ABORT, 'injected failure'); END`);
+      const outcomes = await Promise.all([
+        outcome(index.finishDelete('gone1')),
+        outcome(index.finishDelete('bad')),
+        outcome(index.beginWrite(record('new'), intent('new'))),
+        outcome(index.finishDelete('gone2')),
+      ]);
+      expect(outcomes).toEqual(['ok', 'database error: injected failure', 'ok', 'ok']);
+      expect((await index.pendingDeletes()).map((d) => d.key)).toEqual(['bad']);
+      expect(await index.get('new')).toBeDefined();
+    });
+
+    it('a change that makes SQLite roll the whole transaction back fails its group: no change after it commits on its own', async () => {
+      // RAISE(ROLLBACK) ends the transaction as a full disk or an I/O error does.
+      db().exec(`CREATE TRIGGER end_txn BEFORE INSERT ON write_intents WHEN NEW.key = 'bad' BEGIN SELECT RAISE(ROLLBACK, 'transaction rolled back'); END`);
+      const outcomes = await Promise.all([
+        outcome(index.beginWrite(record('before'), intent('before'))),
+        outcome(index.beginWrite(record('bad'), intent('bad'))),
+        outcome(index.beginWrite(record('after'), intent('after'))),
+        outcome(index.finishWrite('intent-before')),
+      ]);
+      expect(outcomes).toEqual(Array(4).fill('database error: transaction rolled back'));
+      for (const key of ['before', 'bad', 'after']) expect(await index.get(key)).toBeUndefined();
+      expect(await index.pendingWrites()).toEqual([]);
+      await expect(index.beginWrite(record('later'), intent('later'))).resolves.toEqual({ previous: undefined });
+    });
+
     it('rejects every change of a group whose commit fails, and keeps none of them', async () => {
       // A deferred foreign key is checked at COMMIT: a trigger makes the change of 'bad' break it.
       db().pragma('foreign_keys = ON');

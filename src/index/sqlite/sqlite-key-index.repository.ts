@@ -163,9 +163,7 @@ export class SqliteKeyIndex implements KeyIndex {
   }
 
   async finishDelete(key: string): Promise<void> {
-    return this.groupCommit.run(() => {
-      this.statements.finishDelete.run(key);
-    });
+    await this.groupCommit.runStatement(() => this.statements.finishDelete.run(key));
   }
 
   async pendingDeletes(): Promise<{ key: string; volumes: string[] }[]> {
