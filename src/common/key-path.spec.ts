@@ -40,6 +40,11 @@ describe(parseKey.name, () => {
     expect(parseKey(`a/${segment}`)).toBe(`a/${segment}`);
   });
 
+  it('counts a segment of 3-byte characters in bytes: 85 of them (255 bytes) pass, 86 (258 bytes) do not', () => {
+    expect(parseKey(`a/${'€'.repeat(85)}`)).toBe(`a/${'€'.repeat(85)}`);
+    expect(() => parseKey(`a/${'€'.repeat(86)}`)).toThrow('a path segment is longer than 255 bytes');
+  });
+
   it.each([
     ['', 'empty'],
     ['a'.repeat(1025), 'longer than 1024 bytes'],

@@ -25,19 +25,28 @@ export function parseKey(rawPath: string): string {
 /** The rules of parseKey for a key already decoded (say, a path found on a volume). */
 export function validateKey(key: string): string {
   if (key.length === 0) throw invalidKey('empty');
-  if (Buffer.byteLength(key, 'utf8') > MAX_KEY_BYTES) throw invalidKey(`longer than ${MAX_KEY_BYTES} bytes`);
+  if (longerInUtf8(key, MAX_KEY_BYTES)) throw invalidKey(`longer than ${MAX_KEY_BYTES} bytes`);
   // C0, DEL and C1 (U+0080-U+009F: %C2%85 is NEL, %C2%9B is CSI, which terminals obey).
   // eslint-disable-next-line no-control-regex
   if (/[\u0000-\u001f\u007f-\u009f]/.test(key)) throw invalidKey('contains a control character');
   if (key.endsWith('/')) throw invalidKey('ends with /');
-  const segments = key.split('/');
-  if (segments.some((segment) => segment === '')) throw invalidKey('empty path segment');
-  if (segments.some((segment) => segment.startsWith('.'))) throw invalidKey('a path segment starts with .');
-  if (segments.some((segment) => Buffer.byteLength(segment, 'utf8') > MAX_SEGMENT_BYTES)) {
-    throw invalidKey(`a path segment is longer than ${MAX_SEGMENT_BYTES} bytes`);
+  // One pass over the segments: this runs on every request of the key API.
+  let start = 0;
+  for (;;) {
+    const end = key.indexOf('/', start);
+    const segment = end === -1 ? key.slice(start) : key.slice(start, end);
+    if (segment === '') throw invalidKey('empty path segment');
+    if (segment.charCodeAt(0) === 0x2e) throw invalidKey('a path segment starts with .');
+    if (longerInUtf8(segment, MAX_SEGMENT_BYTES)) throw invalidKey(`a path segment is longer than ${MAX_SEGMENT_BYTES} bytes`);
+    if (start === 0 && segment === RESERVED_SEGMENT) throw invalidKey(`${RESERVED_SEGMENT} is reserved`);
+    if (end === -1) return key;
+    start = end + 1;
   }
-  if (segments[0] === RESERVED_SEGMENT) throw invalidKey(`${RESERVED_SEGMENT} is reserved`);
-  return key;
+}
+
+/** True when the text's UTF-8 is over `max` bytes; counted only when it could be (a UTF-16 unit is at most 3 bytes of UTF-8). */
+function longerInUtf8(text: string, max: number): boolean {
+  return text.length * 3 > max && Buffer.byteLength(text, 'utf8') > max;
 }
 
 /** The path of a request URL without its leading '/' and query, still percent-encoded. */
