@@ -29,8 +29,13 @@ export function toRow(record: KeyRecord): KeyRow {
 }
 
 export function fromRow(row: KeyRow): KeyRecord {
+  return recordOf(row.key, row);
+}
+
+/** The record of `key` from its row read without the key column (the serving read: the caller has the key). */
+export function recordOf(key: string, row: Omit<KeyRow, 'key'>): KeyRecord {
   return {
-    key: row.key,
+    key,
     volumes: splitVolumes(row.volumes),
     size: row.size,
     md5: row.md5,

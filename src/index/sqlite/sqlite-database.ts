@@ -22,6 +22,8 @@ export class SqliteDatabase {
   /** The statements on `keys` both the serving index and the staging read with. */
   readonly keys: {
     get: Statement<[string], KeyRow>;
+    /** A key's row without the key itself, which the caller has: one string less to make on every GET and HEAD. */
+    getWithoutKey: Statement<[string], Omit<KeyRow, 'key'>>;
     count: Statement<[], { n: number }>;
   };
 
@@ -29,6 +31,7 @@ export class SqliteDatabase {
     this.db = (dataSource.driver as unknown as { databaseConnection: Database }).databaseConnection;
     this.keys = {
       get: this.db.prepare('SELECT * FROM keys WHERE key = ?'),
+      getWithoutKey: this.db.prepare('SELECT volumes, size, md5, state, created_at, updated_at FROM keys WHERE key = ?'),
       count: this.db.prepare('SELECT COUNT(*) AS n FROM keys'),
     };
   }

@@ -7,7 +7,7 @@ import type { BeganWrite, IndexUsage, KeyIndex } from '../key-index';
 import type { KeyRecord, KeyState, ListOptions, WriteIntent } from '../key-record';
 import { GroupCommit } from './group-commit';
 import { KeyEntity } from './key.entity';
-import { fromRow, KeyRow, splitVolumes, toRow } from './key-row';
+import { fromRow, KeyRow, recordOf, splitVolumes, toRow } from './key-row';
 import { SqliteDatabase } from './sqlite-database';
 
 interface IntentRow {
@@ -81,8 +81,8 @@ export class SqliteKeyIndex implements KeyIndex {
   }
 
   async get(key: string): Promise<KeyRecord | undefined> {
-    const row = this.database.guard(() => this.database.keys.get.get(key));
-    return row && fromRow(row);
+    const row = this.database.guard(() => this.database.keys.getWithoutKey.get(key));
+    return row && recordOf(key, row);
   }
 
   async findConflict(key: string): Promise<string | undefined> {
