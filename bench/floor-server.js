@@ -7,15 +7,23 @@
  * temporary name, no MOVE, no index change, no digest). A target below this
  * floor is out of reach of any tuning of mkv on the same machine.
  *
- *   GET /<key>     one point read in mkv's index file, then a 302
+ *   GET /<key>     one point read in mkv's index file, then a 302 with the
+ *                  headers mkv's GET sends (Location, ETag, Content-MD5,
+ *                  Last-Modified)
+ *   HEAD /<key>    one point read, then the headers mkv's HEAD sends (the
+ *                  value's Content-Length, ETag, Content-MD5, Last-Modified),
+ *                  no body
  *   PUT /<key>     the value to two volumes at once: read whole first when it
- *                  declares at most 64 KiB (as mkv does), streamed otherwise
+ *                  declares at most 64 KiB (as mkv does), streamed otherwise;
+ *                  a key that exists is simply written again (nginx replaces
+ *                  the file), so new keys and overwrites cost the floor alike
  *   DELETE /<key>  DELETE of the same two files at once
  *
  *   node bench/floor-server.js <port> <index.db> <volume-url>,<volume-url>[,...]
  */
 const Database = require('better-sqlite3');
-const fastify = require('fastify')({ logger: false });
+// No automatic HEAD routes: HEAD has its own route below, as in mkv.
+const fastify = require('fastify')({ logger: false, exposeHeadRoutes: false });
 const { PassThrough } = require('node:stream');
 const { Pool } = require('undici');
 
@@ -23,7 +31,7 @@ const [port, dbPath, volumeList] = process.argv.slice(2);
 const volumes = volumeList.split(',');
 const pools = volumes.map((url) => new Pool(url, { connections: 512, keepAliveTimeout: 60_000 }));
 const db = new Database(dbPath, { readonly: true, fileMustExist: true });
-const lookup = db.prepare('SELECT volumes FROM keys WHERE key = ?');
+const lookup = db.prepare('SELECT volumes, size, md5, updated_at FROM keys WHERE key = ?');
 const SMALL_VALUE_BYTES = 64 * 1024;
 
 /** Two volumes for a key, by a cheap hash: the load spreads as mkv's does. */
@@ -63,10 +71,25 @@ const keyOf = (request) => decodeURIComponent(request.raw.url.slice(1));
 fastify.removeAllContentTypeParsers();
 fastify.addContentTypeParser('*', (_request, _payload, done) => done(null));
 
+/** The headers mkv sends with a value's GET and HEAD. */
+function valueHeaders(reply, row) {
+  reply.header('content-md5', row.md5).header('etag', `"${row.md5}"`).header('last-modified', new Date(row.updated_at).toUTCString());
+}
+
 fastify.get('/*', (request, reply) => {
   const row = lookup.get(keyOf(request));
   if (row === undefined) return reply.code(404).send();
-  reply.code(302).header('location', `${row.volumes.split(',')[0]}/${request.raw.url.slice(1)}`).send();
+  reply.code(302).header('location', `${row.volumes.split(',')[0]}/${request.raw.url.slice(1)}`);
+  valueHeaders(reply, row);
+  reply.send();
+});
+
+fastify.head('/*', (request, reply) => {
+  const row = lookup.get(keyOf(request));
+  if (row === undefined) return reply.code(404).send();
+  valueHeaders(reply, row);
+  // Fastify keeps a HEAD answer's Content-Length as set when it sends no body.
+  reply.header('content-length', String(row.size)).send();
 });
 
 fastify.put('/*', async (request, reply) => {
