@@ -16,8 +16,9 @@
  *   PUT /<key>     the value to two volumes at once: read whole first when it
  *                  declares at most 64 KiB (as mkv does), streamed otherwise;
  *                  a key that exists is simply written again (nginx replaces
- *                  the file), so new keys and overwrites cost the floor alike
- *   DELETE /<key>  DELETE of the same two files at once
+ *                  the file), so new keys and overwrites cost the floor alike;
+ *                  201 as mkv answers a new key, 204 when both files existed
+ *   DELETE /<key>  DELETE of the same two files at once; 404 when neither existed
  *
  *   node bench/floor-server.js <port> <index.db> <volume-url>,<volume-url>[,...]
  */
@@ -106,13 +107,17 @@ fastify.put('/*', async (request, reply) => {
     bodies = targets.map(() => request.raw.pipe(new PassThrough()));
   }
   const statuses = await Promise.all(targets.map((volume, i) => send(volume, 'PUT', path, bodies[i], headers)));
-  reply.code(statuses.every((s) => s === 201 || s === 204) ? 201 : 502).send();
+  // As mkv answers: 201 for a new value, 204 for one that replaced another (nginx says which).
+  if (!statuses.every((s) => s === 201 || s === 204)) return reply.code(502).send();
+  reply.code(statuses.every((s) => s === 204) ? 204 : 201).send();
 });
 
 fastify.delete('/*', async (request, reply) => {
   const path = `/floor${request.raw.url}`;
   const statuses = await Promise.all(targetsOf(path).map((volume) => send(volume, 'DELETE', path)));
-  reply.code(statuses.every((s) => s === 204 || s === 404) ? 204 : 502).send();
+  // 404 when neither volume had the file, as mkv answers a key it does not hold: the bench counts it.
+  if (!statuses.every((s) => s === 204 || s === 404)) return reply.code(502).send();
+  reply.code(statuses.every((s) => s === 404) ? 404 : 204).send();
 });
 
 fastify.listen({ port: Number(port), host: '127.0.0.1' }).then(() => console.log('listening'));

@@ -82,6 +82,7 @@ const MiB = 2 ** 20;
 
 const started = []; // child processes, or { pidFile } for the nginx daemons: what cleanUp stops
 const results = new Map(); // phase name -> { generator, unit, runs: [] }
+const keyCheckFailures = []; // phases whose answers show keys that were not what the phase needs
 let base;
 let interrupted = false; // by Ctrl-C: start nothing more
 
@@ -220,10 +221,16 @@ const exitedChildrenTicks = () => cpuFields(process.pid)[2] + cpuFields(process.
 
 const rssBytes = (pid) => Number(/^VmRSS:\s+(\d+) kB/m.exec(fs.readFileSync(`/proc/${pid}/status`, 'utf8'))[1]) * 1024;
 
-/** Runs one phase once; `serverPids` are the processes whose CPU time it charges per request. */
-async function measure(name, { generator, unit = 'req/s', serverPids }, run) {
+/**
+ * Runs one phase once; `serverPids` are the processes whose CPU time it
+ * charges per request. `keys` says what the keys of a wrk PUT pool must be:
+ * 'new' (every answer 201 Created) or 'existing' (none 201).
+ */
+async function measure(name, { generator, unit = 'req/s', serverPids, keys }, run) {
   const before = { server: cpuTicks(serverPids), generator: exitedChildrenTicks() };
   const r = await run();
+  if (keys === 'new' && r.created !== r.answered) keyCheckFailures.push(`${name}: ${r.answered - r.created} of ${r.answered} answers were not 201 Created`);
+  if (keys === 'existing' && r.created !== 0) keyCheckFailures.push(`${name}: ${r.created} of ${r.answered} answers were 201 Created (a new key)`);
   const perRequest = (ticks) => (ticks / CLK_TCK / r.answered) * 1e6;
   r.cpuUs = perRequest(cpuTicks(serverPids) - before.server);
   r.generatorCpuUs = perRequest(exitedChildrenTicks() - before.generator);
@@ -272,7 +279,14 @@ async function wrk(url, { method = 'GET', prefix, keys = KEYS, once = false, sec
   });
   const r = JSON.parse(out.split('\n').find((l) => l.startsWith('{"requests"')));
   const ok = r.requests - r.bad_status;
-  return { rate: ok / (r.duration_us / 1e6), answered: r.requests, p50: r.p50_us / 1000, p99: r.p99_us / 1000, errors: r.socket_errors + r.bad_status };
+  return {
+    rate: ok / (r.duration_us / 1e6),
+    answered: r.requests,
+    created: r.created, // counted with `once` only
+    p50: r.p50_us / 1000,
+    p99: r.p99_us / 1000,
+    errors: r.socket_errors + r.bad_status,
+  };
 }
 
 /** ab HEAD with keep-alive on one URL for `seconds` (ab takes a single URL). */
@@ -333,7 +347,7 @@ async function alternating(round, phases) {
 async function smallValueRound(s, round) {
   // Context: what nginx and bare Fastify cost on the machine today.
   const vol0 = { generator: 'wrk', serverPids: s.vol0Workers };
-  await measure('nginx PUT (one volume, new files)', vol0, () => wrk(s.volume.url, { method: 'PUT', prefix: '/ceiling/write/k', keys: NGINX_WRITE_KEYS, once: true }));
+  await measure('nginx PUT (one volume, new files)', { ...vol0, keys: 'new' }, () => wrk(s.volume.url, { method: 'PUT', prefix: '/ceiling/write/k', keys: NGINX_WRITE_KEYS, once: true }));
   await measure('nginx DELETE (each file once)', vol0, () => wrk(s.volume.url, { method: 'DELETE', prefix: '/ceiling/write/k', keys: NGINX_WRITE_KEYS, once: true }));
   const seconds = CONTEXT_DURATION;
   await measure('nginx GET of the file', vol0, () => wrk(s.volume.url, { prefix: '/ceiling/k', seconds }));
@@ -348,12 +362,12 @@ async function smallValueRound(s, round) {
   const floorPool = { prefix: '/write/k', keys: FLOOR_WRITE_KEYS, once: true };
   const mkvPool = { prefix: '/write/k', keys: MKV_WRITE_KEYS, once: true };
   await alternating(round, [
-    () => measure(PHASES.floorPut, floor, () => wrk(s.floor.url, { method: 'PUT', ...floorPool })),
-    () => measure(PHASES.mkvPut, mkv, () => wrk(s.mkv.url, { method: 'PUT', ...mkvPool })),
+    () => measure(PHASES.floorPut, { ...floor, keys: 'new' }, () => wrk(s.floor.url, { method: 'PUT', ...floorPool })),
+    () => measure(PHASES.mkvPut, { ...mkv, keys: 'new' }, () => wrk(s.mkv.url, { method: 'PUT', ...mkvPool })),
   ]);
   await alternating(round, [
-    () => measure(PHASES.floorPutOver, floor, () => wrk(s.floor.url, { method: 'PUT', ...floorPool })),
-    () => measure(PHASES.mkvPutOver, mkv, () => wrk(s.mkv.url, { method: 'PUT', ...mkvPool })),
+    () => measure(PHASES.floorPutOver, { ...floor, keys: 'existing' }, () => wrk(s.floor.url, { method: 'PUT', ...floorPool })),
+    () => measure(PHASES.mkvPutOver, { ...mkv, keys: 'existing' }, () => wrk(s.mkv.url, { method: 'PUT', ...mkvPool })),
   ]);
   await alternating(round, [
     () => measure(PHASES.floorDelete, floor, () => wrk(s.floor.url, { method: 'DELETE', ...floorPool })),
@@ -519,6 +533,11 @@ function printReport({ rss, loadAtStart, loadAtEnd, seconds }) {
       "server's for its GETFULL), per answered request; mkv's and the floor's leave out their volumes'. Generator CPU: wrk's, ab's or curl's, on the same 2 cores.",
       `The ${LARGE_MIB} MiB rows are one transfer a round: no percentiles, CPU per transfer.`,
     ].join('\n'),
+  );
+  console.log(
+    keyCheckFailures.length === 0
+      ? 'Keys: every PUT of new keys answered 201 Created, every PUT of existing keys did not, and a DELETE of a missing key would count as an error (404).'
+      : `WARNING, keys not as the phase needs:\n  ${keyCheckFailures.join('\n  ')}`,
   );
 
   // [figure, mkv phase, floor phase, field, target, met(ratio)]
