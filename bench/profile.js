@@ -210,7 +210,14 @@ async function main() {
   console.log(`server CPU: ${(cpuUs / result.requests).toFixed(0)} µs per request (${(cpuUs / 1e6).toFixed(2)} s over the run; the profiler's own cost included)`);
   if (result.errors > 0) console.log(`warning: ${result.errors} requests failed or were answered 400 and up: the profile is not of the operation alone`);
   if (!profileFile) fail(`mkv wrote no profile in ${profileDir}`);
-  summarize(JSON.parse(fs.readFileSync(profileFile, 'utf8')), window);
+  const sampled = summarize(JSON.parse(fs.readFileSync(profileFile, 'utf8')), window);
+  if (sampled.busyUs > 1.2 * cpuUs) {
+    console.log(
+      `\nnote: the samples cover ${(sampled.busyUs / 1e6).toFixed(2)} s of non-idle wall time against ${(cpuUs / 1e6).toFixed(2)} s of CPU: V8 samples by the wall clock, ` +
+        'and on a machine loaded beyond its cores the time mkv waited for a core is charged to the function it ran next, often a socket write ' +
+        '(writeLatin1String, writev). Read the shares with that in mind, or profile on a quieter machine.',
+    );
+  }
   console.log(`\nprofile: ${profileFile}\n(open it in Chrome DevTools or https://www.speedscope.app for a flame graph)`);
 }
 
@@ -286,6 +293,7 @@ function summarize(profile, window) {
   for (const [name, us] of [...byPackage].sort((a, b) => b[1] - a[1])) if (us / total >= 0.001) console.log(`${pct(us)} ${ms(us)}  ${name}`);
   const mkvOwn = [...byPackage].filter(([name]) => name.startsWith('mkv: ')).reduce((sum, [, us]) => sum + us, 0);
   console.log(`${pct(mkvOwn)} ${ms(mkvOwn)}  (mkv's own files, all together)`);
+  return { busyUs: total - idle };
 }
 
 // ---- stopping -------------------------------------------------------------
