@@ -55,6 +55,7 @@ const SQLITE_CALLS = path.join(__dirname, 'profile-sqlite-calls.js');
 const started = []; // child processes, or { pidFile } for the nginx daemons: what cleanUp stops
 let base;
 
+/** Before anything is started: a usage error. */
 function fail(message) {
   console.error(`profile: ${message}`);
   process.exit(1);
@@ -196,7 +197,10 @@ async function main() {
   window.to = nowUs();
   const cpuUs = ((cpuTicks(mkv.pid) - cpuBefore) / CLK_TCK) * 1e6;
 
-  // SIGINT: mkv closes gracefully and exits, and node writes the profile on its way out.
+  // The requests wrk left in flight finish first (mkv would otherwise close
+  // its index under them). Then SIGINT: mkv closes gracefully and exits, and
+  // node writes the profile on its way out.
+  await sleep(1000);
   const exited = new Promise((resolve) => mkv.once('exit', resolve));
   mkv.kill('SIGINT');
   await Promise.race([exited, sleep(20_000)]);
@@ -209,7 +213,7 @@ async function main() {
   console.log(`requests: ${result.requests} (${(result.requests / result.seconds).toFixed(0)}/s), errors: ${result.errors}`);
   console.log(`server CPU: ${(cpuUs / result.requests).toFixed(0)} µs per request (${(cpuUs / 1e6).toFixed(2)} s over the run; the profiler's own cost included)`);
   if (result.errors > 0) console.log(`warning: ${result.errors} requests failed or were answered 400 and up: the profile is not of the operation alone`);
-  if (!profileFile) fail(`mkv wrote no profile in ${profileDir}`);
+  if (!profileFile) throw new Error(`mkv wrote no profile in ${profileDir}`);
   const sampled = summarize(JSON.parse(fs.readFileSync(profileFile, 'utf8')), window);
   if (sampled.busyUs > 1.2 * cpuUs) {
     console.log(
