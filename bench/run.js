@@ -404,9 +404,9 @@ async function largeValueRound(s, round, file, rss) {
   const vol0 = { generator: 'curl', unit: 'MB/s', serverPids: s.vol0Workers };
   const mkv = { generator: 'curl', unit: 'MB/s', serverPids: [s.mkv.pid] };
   const floor = { generator: 'curl', unit: 'MB/s', serverPids: [s.floor.pid] };
-  const sampled = async (server, peak, work) => {
-    const { result, peak: seen } = await withPeakRss(server.pid, work);
-    peak.peak = Math.max(peak.peak, seen);
+  const sampled = async (server, serverRss, work) => {
+    const { result, peak } = await withPeakRss(server.pid, work);
+    serverRss.peak = Math.max(serverRss.peak, peak);
     return result;
   };
   await measure(`nginx PUT ${large} (one volume)`, vol0, () => curlLarge(`${s.volume.url}/ceiling/large`, file));
