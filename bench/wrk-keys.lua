@@ -8,13 +8,18 @@
 -- done"; the benchmark interrupts wrk (SIGINT) when every thread has, so the
 -- run lasts as long as the keys do. (wrk itself would sleep out the whole -d;
 -- it times the run up to the interrupt.)
+-- In that mode it also counts the answers 201 Created, so the benchmark can
+-- tell that a PUT of new keys created every one and a PUT of existing keys
+-- none (done() prints the sum as "created").
 -- setup() runs in wrk's main Lua state, init() and request() in each
 -- thread's own: the thread count comes from THREADS, not a shared counter.
 local counter = 0
+local threads = {}
 
 function setup(thread)
   thread:set("id", counter)
   counter = counter + 1
+  table.insert(threads, thread)
 end
 
 function init(args)
@@ -31,6 +36,7 @@ function init(args)
   if os.getenv("ONCE") == "1" then
     local mine = math.floor((keys - 1 - id) / nthreads) + 1
     local granted, answered = 0, 0
+    created = 0 -- a global: done() reads it from each thread's state
     -- wrk looks for these two functions after init(); defined, they cost it
     -- a timer and a Lua call per request, so only this mode has them.
     -- delay() runs before each request() of a connection, but several
@@ -41,8 +47,9 @@ function init(args)
       if granted > mine then return 3600000 end
       return 0
     end
-    response = function()
+    response = function(status)
       answered = answered + 1
+      if status == 201 then created = created + 1 end
       if answered == mine then
         io.write("thread done\n")
         io.flush()
@@ -60,8 +67,10 @@ end
 
 function done(summary, latency, requests)
   local e = summary.errors
+  local created = 0
+  for _, thread in ipairs(threads) do created = created + (thread:get("created") or 0) end
   io.write(string.format(
-    '{"requests":%d,"duration_us":%d,"socket_errors":%d,"bad_status":%d,"p50_us":%d,"p99_us":%d}\n',
+    '{"requests":%d,"duration_us":%d,"socket_errors":%d,"bad_status":%d,"p50_us":%d,"p99_us":%d,"created":%d}\n',
     summary.requests, summary.duration, e.connect + e.read + e.write + e.timeout, e.status,
-    latency:percentile(50), latency:percentile(99)))
+    latency:percentile(50), latency:percentile(99), created))
 end
