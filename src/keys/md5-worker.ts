@@ -17,34 +17,66 @@ export const MD5_SLOT_BYTES = 256 * 1024;
  */
 const MD5_SLOTS = 4;
 
+/** The words of a value's control block, shared with the worker. */
+const SENT = 0; // full slots handed to the worker (written by the event loop)
+const HASHED = 1; // slots the worker has hashed (written by the worker)
+const PARKED = 2; // 1 while the worker is not draining this value: the next slot must wake it with a message
+const WAITING = 3; // 1 while the event loop waits for a free slot: the worker must answer 'room'
+
 /**
  * The worker's code, run from a string (`eval`): it works the same from
  * dist and under ts-jest, where no compiled file sits next to this one.
+ * Slots travel through the control block, not messages: while the worker
+ * keeps up it is told nothing and answers nothing (each message wakes a
+ * thread, which on a loaded machine costs more than the bytes). It drains a
+ * value at most MD5_SLOTS slots at a time, so other values get their turn.
  */
 const WORKER_SOURCE = `
 const { parentPort } = require('node:worker_threads');
 const { createHash } = require('node:crypto');
-const hashes = new Map();
+const [SLOTS, SENT, HASHED, PARKED, WAITING] = [${MD5_SLOTS}, ${SENT}, ${HASHED}, ${PARKED}, ${WAITING}];
+const values = new Map();
+function drain(id, value) {
+  const { control, slots, md5 } = value;
+  for (let turn = 0; ; ) {
+    while (value.hashed < Atomics.load(control, SENT)) {
+      if (turn++ === SLOTS) return void setImmediate(() => values.get(id) === value && drain(id, value));
+      const slot = slots[value.hashed % SLOTS];
+      // Its memory is in a message not read yet, which drains again.
+      if (slot === undefined) return;
+      md5.update(slot);
+      Atomics.store(control, HASHED, ++value.hashed);
+      if (Atomics.compareExchange(control, WAITING, 1, 0) === 1) parentPort.postMessage({ id, op: 'room' });
+    }
+    Atomics.store(control, PARKED, 1);
+    // A slot handed over after the check above and before PARKED was set woke no one: take it now.
+    if (value.hashed === Atomics.load(control, SENT) || Atomics.compareExchange(control, PARKED, 1, 0) !== 1) return;
+  }
+}
 parentPort.on('message', (message) => {
   const { id, op } = message;
-  if (op === 'slot') {
-    if (!hashes.has(id)) hashes.set(id, { md5: createHash('md5'), slots: [] });
-    hashes.get(id).slots[message.slot] = new Uint8Array(message.memory);
-  } else if (op === 'data') {
-    const { md5, slots } = hashes.get(id);
-    md5.update(slots[message.slot].subarray(0, message.length));
-    parentPort.postMessage({ id, op });
+  if (op === 'begin') {
+    values.set(id, { control: new Int32Array(message.control), slots: [], md5: createHash('md5'), hashed: 0 });
+  } else if (op === 'slot') {
+    const value = values.get(id);
+    value.slots[message.slot] = new Uint8Array(message.memory);
+    drain(id, value);
+  } else if (op === 'wake') {
+    const value = values.get(id);
+    if (value !== undefined) drain(id, value);
   } else if (op === 'end') {
-    const { md5 } = hashes.get(id);
-    hashes.delete(id);
-    parentPort.postMessage({ id, op, md5: md5.digest('hex') });
+    const value = values.get(id);
+    values.delete(id);
+    while (value.hashed < message.sent) value.md5.update(value.slots[value.hashed++ % SLOTS]);
+    if (message.tail > 0) value.md5.update(value.slots[value.hashed % SLOTS].subarray(0, message.tail));
+    parentPort.postMessage({ id, op, md5: value.md5.digest('hex') });
   } else if (op === 'drop') {
-    hashes.delete(id);
+    values.delete(id);
   }
 });
 `;
 
-type Reply = { id: number; op: 'data' } | { id: number; op: 'end'; md5: string };
+type Reply = { id: number; op: 'room' } | { id: number; op: 'end'; md5: string };
 
 /**
  * The MD5 of streamed values, computed on a worker thread: on the event
@@ -110,10 +142,10 @@ export class StreamMd5 {
   /** The worker this digest's bytes went to (set by Md5Worker with the first message). */
   worker: Worker | undefined;
   private readonly slots: Uint8Array[] = [];
+  private control: Int32Array | undefined;
   private filled = 0;
-  /** Slots sent to the worker, and slots it has hashed: the slot being filled is `sent % MD5_SLOTS`. */
+  /** Full slots handed to the worker: the slot being filled is `sent % MD5_SLOTS`. */
   private sent = 0;
-  private hashed = 0;
   /** A chunk not yet copied whole for want of a free slot, and its caller waiting. */
   private pending: { chunk: Uint8Array; offset: number; resolve: () => void; reject: (error: unknown) => void } | undefined;
   private result: { resolve: (md5: string) => void; reject: (error: unknown) => void } | undefined;
@@ -128,23 +160,29 @@ export class StreamMd5 {
 
   update(chunk: Uint8Array): Promise<void> | undefined {
     if (this.failure !== undefined) throw this.failure;
-    const offset = this.copy(chunk, 0);
-    if (offset === chunk.length && this.slotFree()) return undefined;
-    return new Promise((resolve, reject) => (this.pending = { chunk, offset, resolve, reject }));
+    if (this.control === undefined) {
+      const memory = new SharedArrayBuffer(4 * Int32Array.BYTES_PER_ELEMENT);
+      this.control = new Int32Array(memory);
+      this.control[PARKED] = 1;
+      this.post({ id: this.id, op: 'begin', control: memory });
+    }
+    const work = { chunk, offset: 0 };
+    if (this.fill(work)) return undefined;
+    return new Promise((resolve, reject) => (this.pending = { ...work, resolve, reject }));
   }
 
   digest(): Promise<string> {
     if (this.failure !== undefined) return Promise.reject(this.failure);
-    if (this.filled > 0) this.flush();
     this.done = true;
     return new Promise((resolve, reject) => {
       this.result = { resolve, reject };
       // A value with no byte to hash never told the worker about itself.
-      if (this.sent === 0) {
+      if (this.control === undefined) {
         this.release();
         resolve(EMPTY_MD5);
       } else {
-        this.post({ id: this.id, op: 'end' });
+        // The slot being filled goes with the message: it is never handed over as full.
+        this.post({ id: this.id, op: 'end', sent: this.sent, tail: this.filled });
       }
     });
   }
@@ -169,16 +207,17 @@ export class StreamMd5 {
       this.result?.resolve(reply.md5);
       return;
     }
-    this.hashed++;
     const pending = this.pending;
-    if (pending === undefined) return;
+    if (pending === undefined) return; // room found before the worker's answer came
+    let filled: boolean;
     try {
-      pending.offset = this.copy(pending.chunk, pending.offset);
+      filled = this.fill(pending);
     } catch (error) {
+      this.pending = undefined;
       pending.reject(error);
       return;
     }
-    if (pending.offset === pending.chunk.length && this.slotFree()) {
+    if (filled) {
       this.pending = undefined;
       pending.resolve();
     }
@@ -194,7 +233,34 @@ export class StreamMd5 {
   }
 
   private slotFree(): boolean {
-    return this.sent - this.hashed < MD5_SLOTS;
+    return this.sent - Atomics.load(this.control!, HASHED) < MD5_SLOTS;
+  }
+
+  /**
+   * A free slot now, or else a promise of the worker's 'room' answer. The
+   * second look after raising WAITING catches a slot freed in between (whose
+   * worker saw no one waiting); a 'room' answer that then comes anyway finds
+   * nothing pending and is ignored.
+   */
+  private hasRoom(): boolean {
+    if (this.slotFree()) return true;
+    Atomics.store(this.control!, WAITING, 1);
+    if (!this.slotFree()) return false;
+    Atomics.store(this.control!, WAITING, 0);
+    return true;
+  }
+
+  /**
+   * Copies the rest of a chunk while there is room. True once it is all
+   * copied and a slot is free for the next chunk; false when the ring is
+   * full, the worker then asked for a 'room' answer (which calls this again).
+   */
+  private fill(work: { chunk: Uint8Array; offset: number }): boolean {
+    for (;;) {
+      work.offset = this.copy(work.chunk, work.offset);
+      if (!this.hasRoom()) return false;
+      if (work.offset === work.chunk.length) return true;
+    }
   }
 
   /** Copies from `offset` while a slot is free; answers how far it got. */
@@ -219,10 +285,11 @@ export class StreamMd5 {
     return slot;
   }
 
+  /** Hands the full slot to the worker; a message only when the worker is not draining this value. */
   private flush(): void {
-    this.post({ id: this.id, op: 'data', slot: this.sent % MD5_SLOTS, length: this.filled });
-    this.sent++;
+    Atomics.store(this.control!, SENT, ++this.sent);
     this.filled = 0;
+    if (Atomics.compareExchange(this.control!, PARKED, 1, 0) === 1) this.post({ id: this.id, op: 'wake' });
   }
 
   private post(message: object): void {
