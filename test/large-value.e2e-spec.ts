@@ -61,4 +61,26 @@ describe('a 200 MiB value', () => {
       expect(onDisk.digest('hex')).toBe(body.md5());
     }
   });
+
+  // The MD5 of streamed values is computed on a worker thread shared by every
+  // upload: values streamed at once must each be stored with the digest of
+  // their own bytes, whether the client declares a length or sends chunks.
+  it('streamed PUTs at once each store the MD5 of their own bytes (ETag, Content-MD5 and the replicas agree)', async () => {
+    const bodies = Array.from({ length: 8 }, (_, i) => new GeneratedBody((3 << 20) + i * 70_001));
+    const answers = await Promise.all(
+      bodies.map((body, i) =>
+        http('PUT', keyUrl(server.url, `many/${i}`), { body, headers: i % 2 === 0 ? { 'content-length': String(body.totalBytes) } : {} }),
+      ),
+    );
+    expect(answers.map((answer) => answer.status)).toEqual(bodies.map(() => 201));
+    for (const [i, body] of bodies.entries()) {
+      const head = await http('HEAD', keyUrl(server.url, `many/${i}`));
+      expect([head.headers['content-length'], head.headers['content-md5'], head.headers.etag]).toEqual([String(body.totalBytes), body.md5(), `"${body.md5()}"`]);
+      for (const url of placeKey(`many/${i}`, volumes.urls, 2)) {
+        const onDisk = createHash('md5');
+        for await (const chunk of createReadStream(volumes.byUrl(url).filePath(`many/${i}`))) onDisk.update(chunk);
+        expect(onDisk.digest('hex')).toBe(body.md5());
+      }
+    }
+  });
 });

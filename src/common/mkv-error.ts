@@ -14,6 +14,8 @@ export enum MkvErrorCode {
   VolumeWriteFailed = 'volume-write-failed',
   DatabaseError = 'database-error',
   CorruptRecord = 'corrupt-record',
+  /** The MD5 of a streamed value could not be computed (its worker thread failed). */
+  DigestFailed = 'digest-failed',
   /** What this server's index or volume client cannot do (a team's index without rebuild staging). */
   NotSupported = 'not-supported',
 }

@@ -18,6 +18,7 @@ const STATUS_BY_CODE: Record<MkvErrorCode, number> = {
   [MkvErrorCode.VolumeWriteFailed]: HttpStatus.BAD_GATEWAY,
   [MkvErrorCode.DatabaseError]: HttpStatus.INTERNAL_SERVER_ERROR,
   [MkvErrorCode.CorruptRecord]: HttpStatus.INTERNAL_SERVER_ERROR,
+  [MkvErrorCode.DigestFailed]: HttpStatus.INTERNAL_SERVER_ERROR,
   [MkvErrorCode.NotSupported]: HttpStatus.NOT_IMPLEMENTED,
 };
 

@@ -14,6 +14,7 @@ import { InMemoryVolumeClient } from '../../test/support/in-memory-volume.client
 import { VOLUME_CLIENT } from '../volumes/volume-client';
 import { KeyLocks } from '../replicas/key-locks';
 import { KeyWriter } from './key-writer.service';
+import { Md5Worker } from './md5-worker';
 import { ReplicaUpload, SMALL_VALUE_BYTES } from './replica-upload';
 import { ReplicaFiles, TEMP_DIR } from '../replicas/replica-files.service';
 import { KeysService } from './keys.service';
@@ -40,7 +41,7 @@ describe(KeyWriter.name, () => {
     volumes = new InMemoryVolumeClient();
     moduleRef = await Test.createTestingModule({
       imports: [ConfigModule.forRoot(config), SqliteIndexModule],
-      providers: [KeyLocks, ReplicaFiles, ReplicaUpload, KeyWriter, KeysService, RendezvousPlacement, { provide: PLACEMENT, useExisting: RendezvousPlacement }, VolumeHealth, { provide: VOLUME_CLIENT, useValue: volumes }],
+      providers: [KeyLocks, ReplicaFiles, Md5Worker, ReplicaUpload, KeyWriter, KeysService, RendezvousPlacement, { provide: PLACEMENT, useExisting: RendezvousPlacement }, VolumeHealth, { provide: VOLUME_CLIENT, useValue: volumes }],
     }).compile();
     moduleRef.useLogger(false); // the failure paths log warnings by design
     writer = moduleRef.get(KeyWriter);

@@ -11,6 +11,7 @@ import { RendezvousPlacement } from '../hashing/rendezvous-placement.service';
 import { VolumeHealth } from '../health/volume-health.service';
 import { ReplicaFiles } from '../replicas/replica-files.service';
 import { VOLUME_CLIENT } from '../volumes/volume-client';
+import { Md5Worker } from './md5-worker';
 import { ReplicaUpload, SMALL_VALUE_BYTES } from './replica-upload';
 
 const TARGETS = ['http://a:1', 'http://b:2'];
@@ -27,6 +28,20 @@ function brokenBody(sent: string): Readable {
   });
 }
 
+/** A streamed body that sends `first`, then the rest only once `go` is called. */
+function heldBody(first: Buffer, rest: Buffer): { body: Readable; go: () => void } {
+  let step = 0;
+  let go = () => undefined as void;
+  const body = new Readable({
+    read() {
+      if (step === 0) this.push(first);
+      else if (step === 1) go = () => void (this.push(rest), this.push(null));
+      step++;
+    },
+  });
+  return { body, go: () => go() };
+}
+
 describe(ReplicaUpload.name, () => {
   let moduleRef: TestingModule;
   let uploads: ReplicaUpload;
@@ -36,7 +51,7 @@ describe(ReplicaUpload.name, () => {
     volumes = new InMemoryVolumeClient();
     moduleRef = await Test.createTestingModule({
       imports: [ConfigModule.forRoot(loadConfig({ db: ':memory:', volumes: 'a:1,b:2', replicas: 2 }))],
-      providers: [RendezvousPlacement, { provide: PLACEMENT, useExisting: RendezvousPlacement }, ReplicaFiles, ReplicaUpload, VolumeHealth, { provide: VOLUME_CLIENT, useValue: volumes }],
+      providers: [RendezvousPlacement, { provide: PLACEMENT, useExisting: RendezvousPlacement }, ReplicaFiles, Md5Worker, ReplicaUpload, VolumeHealth, { provide: VOLUME_CLIENT, useValue: volumes }],
     }).compile();
     moduleRef.useLogger(false);
     uploads = moduleRef.get(ReplicaUpload);
@@ -68,6 +83,26 @@ describe(ReplicaUpload.name, () => {
     expect(error).toEqual(new MkvError(MkvErrorCode.InvalidRequest, 'request body not received: aborted'));
     expect(volumes.requests.filter((request) => request.startsWith('PUT '))).toHaveLength(2);
     expect(volumes.blobs.size).toBe(0);
+  });
+
+  // Failure: the MD5 worker thread dies mid-value. The PUT must not hang
+  // nor store a value without its digest: a plain-text 500, uploads discarded.
+  it('the MD5 worker stopping mid-stream: 500 "value digest failed", no upload left on any volume', async () => {
+    const { body, go } = heldBody(Buffer.alloc(100_000, 1), Buffer.alloc(100_000, 2));
+    const upload = uploads.upload(body, TARGETS, 200_000);
+    await new Promise((resolve) => setTimeout(resolve, 50)); // the first chunk is in
+    await moduleRef.get(Md5Worker).onApplicationShutdown();
+    go();
+    const error = await rejection(upload);
+    expect(error).toBeInstanceOf(MkvError);
+    expect(error).toMatchObject({ code: MkvErrorCode.DigestFailed, message: expect.stringMatching(/^value digest failed: MD5 worker stopped/) });
+    expect(volumes.blobs.size).toBe(0);
+  });
+
+  it('concurrent streamed bodies each get the MD5 of their own bytes', async () => {
+    const values = Array.from({ length: 6 }, (_, i) => Buffer.alloc(SMALL_VALUE_BYTES * 3 + i * 4099, i + 1));
+    const results = await Promise.all(values.map((value) => uploads.upload(Readable.from([value.subarray(0, 70_000), value.subarray(70_000)]), TARGETS, value.length)));
+    expect(results.map((result) => result.md5)).toEqual(values.map((value) => createHash('md5').update(value).digest('hex')));
   });
 
   it('a volume that fails the upload: 502 "not all volume writes succeeded", the other volume\'s upload discarded', async () => {

@@ -1,5 +1,5 @@
 import { Inject, Injectable, Logger } from '@nestjs/common';
-import { createHash, hash } from 'node:crypto';
+import { hash } from 'node:crypto';
 import { once } from 'node:events';
 import { PassThrough, Readable } from 'node:stream';
 import { MkvError, MkvErrorCode } from '../common/mkv-error';
@@ -7,6 +7,7 @@ import { MkvConfig } from '../config/mkv-config';
 import { VolumeHealth } from '../health/volume-health.service';
 import { ReplicaFiles } from '../replicas/replica-files.service';
 import { VOLUME_CLIENT, VolumeClient, VolumeError } from '../volumes/volume-client';
+import { Md5Worker } from './md5-worker';
 import { BodyTimeoutError, readBody } from './request-body';
 
 /**
@@ -45,16 +46,22 @@ export class ReplicaUpload {
     @Inject(VOLUME_CLIENT) private readonly volumes: VolumeClient,
     private readonly files: ReplicaFiles,
     private readonly health: VolumeHealth,
+    private readonly md5Worker: Md5Worker,
   ) {}
 
   upload(body: Readable, targets: string[], declaredLength: number | undefined): Promise<Upload> {
     return isSmallValue(declaredLength) ? this.uploadWhole(body, targets) : this.stream(body, targets, declaredLength);
   }
 
-  /** The body streamed to every target at once, never held whole. */
+  /**
+   * The body streamed to every target at once, never held whole. Its MD5 is
+   * computed on a worker thread (a copy of each chunk), so the event loop
+   * only moves bytes; the worker's queue counts as one more slow sink.
+   */
   private async stream(body: Readable, targets: string[], length: number | undefined): Promise<Upload> {
     const tempPath = this.files.newTempPath();
-    const md5 = createHash('md5');
+    const md5 = this.md5Worker.begin();
+    let digest = '';
     let size = 0;
     const abort = new AbortController();
     const sinks = targets.map(() => new PassThrough());
@@ -67,19 +74,25 @@ export class ReplicaUpload {
 
     const pump = async () => {
       await readBody(body, { idleSeconds: this.config.bodyTimeout, signal: abort.signal }, (chunk) => {
-        md5.update(chunk);
         size += chunk.length;
+        const hashing = md5.update(chunk);
         // Move at the pace of the slowest volume: memory stays at a few chunks.
-        const drains = sinks.filter((sink) => !sink.write(chunk)).map((sink) => once(sink, 'drain', { signal: abort.signal }));
+        const drains: Promise<unknown>[] = sinks.filter((sink) => !sink.write(chunk)).map((sink) => once(sink, 'drain', { signal: abort.signal }));
+        if (hashing !== undefined) drains.push(hashing);
         return drains.length > 0 ? Promise.all(drains) : undefined;
       });
       for (const sink of sinks) sink.end();
+      // Hashed while the volumes take in the last bytes.
+      digest = await md5.digest();
     };
     const puts = targets.map((volume, i) => this.putOn(volume, tempPath, sinks[i], { length, signal: abort.signal }));
     await Promise.allSettled([pump(), ...puts].map((step) => step.catch(fail)));
 
-    if (failure !== undefined) await this.failed(targets, tempPath, failure);
-    return { tempPath, size, md5: md5.digest('hex') };
+    if (failure !== undefined) {
+      md5.abandon();
+      await this.failed(targets, tempPath, failure);
+    }
+    return { tempPath, size, md5: digest };
   }
 
   /**
@@ -118,6 +131,7 @@ export class ReplicaUpload {
       this.logger.warn(`upload failed: ${failure.message}`);
       throw volumeWriteFailed();
     }
+    if (failure instanceof MkvError) throw failure; // the digest's
     throw bodyNotReceived(failure);
   }
 }

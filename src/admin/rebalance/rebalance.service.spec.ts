@@ -15,6 +15,7 @@ import { KEY_INDEX, KeyIndex } from '../../index/key-index';
 import type { KeyRecord } from '../../index/key-record';
 import { KeyLocks } from '../../replicas/key-locks';
 import { KeyWriter } from '../../keys/key-writer.service';
+import { Md5Worker } from '../../keys/md5-worker';
 import { ReplicaUpload } from '../../keys/replica-upload';
 import { ReplicaFiles, TEMP_DIR } from '../../replicas/replica-files.service';
 import { InMemoryVolumeClient } from '../../../test/support/in-memory-volume.client';
@@ -56,7 +57,7 @@ describe(RebalanceService.name, () => {
     const config = loadConfig({ db, volumes: volumeList, replicas: REPLICAS, subvolumes });
     const ref = await Test.createTestingModule({
       imports: [ConfigModule.forRoot(config), SqliteIndexModule],
-      providers: [RendezvousPlacement, { provide: PLACEMENT, useExisting: RendezvousPlacement }, VolumeHealth, KeyLocks, ReplicaFiles, ReplicaUpload, KeyWriter, RebalanceService, { provide: VOLUME_CLIENT, useValue: volumes }],
+      providers: [RendezvousPlacement, { provide: PLACEMENT, useExisting: RendezvousPlacement }, VolumeHealth, KeyLocks, ReplicaFiles, Md5Worker, ReplicaUpload, KeyWriter, RebalanceService, { provide: VOLUME_CLIENT, useValue: volumes }],
     }).compile();
     ref.useLogger(false); // best-effort deletes log their failures by design
     return ref;
