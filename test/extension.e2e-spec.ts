@@ -60,6 +60,8 @@ const KEY_INDEX_METHODS: Record<keyof KeyIndex, true> = {
   beginWrite: true,
   finishWrite: true,
   abortWrite: true,
+  beginDirectWrite: true,
+  commitDirectWrite: true,
   pendingWrites: true,
   setState: true,
   beginDelete: true,
