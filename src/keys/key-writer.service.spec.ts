@@ -1,6 +1,6 @@
 import { Test, TestingModule } from '@nestjs/testing';
 import { createHash } from 'node:crypto';
-import { Readable } from 'node:stream';
+import { PassThrough, Readable } from 'node:stream';
 import { MkvError, MkvErrorCode } from '../common/mkv-error';
 import { ConfigModule } from '../config/config.module';
 import { ConfigInput, loadConfig } from '../config/load-config';
@@ -102,6 +102,18 @@ describe(KeyWriter.name, () => {
       expect(volumes.contents()).toEqual(replicasHolding('k', 'world'));
       expect(await index.get('k')).toMatchObject({ md5: WORLD_MD5 });
       expect(volumes.requests.filter((r) => r.startsWith('MOVE '))).toHaveLength(2); // the overwrite's
+    });
+
+    it('does not hold the key\'s lock while its small body is still arriving: a DELETE of the key meanwhile answers at once', async () => {
+      const slowBody = new PassThrough();
+      slowBody.write('hel');
+      const writing = writer.put('k', slowBody, 5);
+      await new Promise((resolve) => setImmediate(resolve));
+      const error = await rejection(keys.delete('k'));
+      expect(error.code).toBe(MkvErrorCode.NotFound);
+      slowBody.end('lo');
+      await expect(writing).resolves.toEqual({ created: true });
+      expect(volumes.contents()).toEqual(replicasHolding('k', 'hello'));
     });
 
     // Both pass the check made when their intents are recorded; the one recorded second must not stay.

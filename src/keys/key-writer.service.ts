@@ -19,8 +19,8 @@ export interface WriteResult {
 }
 
 /**
- * The write path, top to bottom, for a key that has a record (an overwrite,
- * live or unlinked):
+ * The write path, top to bottom, for an overwrite (the key has a record, live
+ * or unlinked) and for a large value:
  *  1. choose the key's R volumes (placement), refusing early what cannot be written;
  *  2. upload the body once, fanned out to them under a temporary name (ReplicaUpload);
  *  3. under the key's lock, begin: record the new value and an intent to
@@ -32,13 +32,14 @@ export interface WriteResult {
  *
  * A small value (read whole) for a key with no record at all has no old
  * value a reader could see, so it skips the temporary name and the MOVEs
- * (writeNew): under the key's lock from start to end, an intent is recorded,
- * the value sent to the key's own paths (nginx renames a PUT into place only
- * once complete), and the record stored with the intent dropped in one
- * transaction. A failure deletes the blobs; a crash leaves the intent, from
- * which the next start deletes them. A large value keeps the temporary name:
- * one MOVE is nothing next to its bytes, and a leftover directory at its
- * path could not be cleared and the body sent again.
+ * (writeNew): once the value is read, under the key's lock from start to
+ * end, an intent is recorded, the value sent to the key's own paths (nginx
+ * renames a PUT into place only once complete), and the record stored with
+ * the intent dropped in one transaction. A failure deletes the blobs; a
+ * crash leaves the intent, from which the next start deletes them. A large
+ * value keeps the temporary name: one MOVE is nothing next to its bytes, and
+ * a leftover directory at its path could not be cleared and the body sent
+ * again.
  */
 @Injectable()
 export class KeyWriter {
@@ -64,14 +65,22 @@ export class KeyWriter {
     const targets = this.chooseVolumes(key);
     // Read outside the lock only to spare an overwrite the lock: the overwrite
     // path is right in every case, and "no record" is decided again under it.
-    if (isSmallValue(declaredLength) && (await this.index.get(key)) === undefined) {
-      const written = await this.locks.run(key, async () =>
-        (await this.index.get(key)) === undefined ? this.writeNew(key, targets, body, sendContinue) : undefined,
-      );
-      if (Buffer.isBuffer(written)) return this.overwrite(key, targets, written, written.length, undefined);
-      if (written !== undefined) return written;
+    if (!isSmallValue(declaredLength) || (await this.index.get(key)) !== undefined) {
+      return this.overwrite(key, targets, body, declaredLength, sendContinue);
     }
-    return this.overwrite(key, targets, body, declaredLength, sendContinue);
+    if (sendContinue !== undefined) {
+      // Checked again when the intent is recorded; a client waiting for
+      // `100 Continue` learns of a conflict before it sends its body.
+      const conflict = await this.index.findConflict(key);
+      if (conflict !== undefined) throw keyConflict(key, conflict);
+      sendContinue();
+    }
+    // Read before the lock is taken: a slow client must not hold up the key's other changes.
+    const value = await this.uploads.readWhole(body);
+    const written = await this.locks.run(key, async () =>
+      (await this.index.get(key)) === undefined ? this.writeNew(key, targets, value) : undefined,
+    );
+    return written ?? this.overwrite(key, targets, value, value.length, undefined);
   }
 
   /** Steps 2 to 5: the upload under a temporary name outside the lock, the rest under it. */
@@ -108,36 +117,28 @@ export class KeyWriter {
 
   /**
    * A small value for a key with no record (the caller holds the key's lock
-   * and checked): written straight to the key's paths. The intent is
-   * committed before the first byte is sent, and the lock held until the
-   * record is, so no DELETE, UNLINK, pending-delete retry, rebalance or other
-   * PUT of the key sees blobs that are in place but not yet recorded.
-   * Resolves with the value itself when every volume that failed answered
-   * that something stands at the key's path (a directory, a file where one is
-   * needed): the blobs are removed and the caller writes it the overwrite
-   * way, whose rename clears what deleted keys left there and tells a real
-   * conflict from a leftover.
+   * and checked): sent straight to the key's paths. The intent is committed
+   * before the first byte is sent, and the lock held until the record is, so
+   * no DELETE, UNLINK, pending-delete retry, rebalance or other PUT of the
+   * key sees blobs that are in place but not yet recorded. Resolves with
+   * undefined when every volume that failed answered that something stands
+   * at the key's path (a directory, a file where one is needed): the blobs
+   * are removed and the caller writes the value the overwrite way, whose
+   * rename clears what deleted keys left there and tells a real conflict
+   * from such a leftover.
    */
-  private async writeNew(key: string, targets: string[], body: Readable, sendContinue: (() => void) | undefined): Promise<WriteResult | Buffer> {
+  private async writeNew(key: string, targets: string[], value: Buffer): Promise<WriteResult | undefined> {
     const now = Date.now();
     const intent: WriteIntent = { id: randomUUID(), key, tempPath: DIRECT_WRITE, volumes: targets, createdAt: now };
     const early = await this.index.beginDirectWrite(intent);
     if (early !== undefined) throw keyConflict(key, early);
 
-    let value: Buffer;
-    try {
-      sendContinue?.();
-      value = await this.uploads.readWhole(body);
-    } catch (error) {
-      await this.dropIntent(intent, []); // nothing reached a volume
-      throw error;
-    }
     const urls = targets.map((volume) => this.placement.blobUrl(key, volume));
     const failures = await this.uploads.sendWhole(value, { volumes: targets, urls });
     if (failures.length > 0) {
       for (const failure of failures) this.logger.warn(`upload failed: ${(failure as Error).message}`);
       await this.undoDirectWrite(intent);
-      if (failures.every(mayBeInTheWay)) return value;
+      if (failures.every(mayBeInTheWay)) return undefined;
       throw volumeWriteFailed();
     }
 
@@ -161,16 +162,12 @@ export class KeyWriter {
    * A direct write that failed: its blobs are deleted from every target (a
    * failed PUT leaves nothing or a whole file at the key's path; nginx
    * refuses to DELETE a directory without its trailing '/'), then the intent
-   * dropped, noting for a retry the blobs a volume could not delete.
+   * dropped, noting for a retry the blobs a volume could not delete. If even
+   * that cannot be recorded, the intent stays and the next start cleans up.
    */
   private async undoDirectWrite(intent: WriteIntent): Promise<void> {
     const deleted = await this.files.deleteBlobs(intent.key, intent.volumes);
-    await this.dropIntent(intent, deleted ? [] : intent.volumes);
-  }
-
-  /** If even this cannot be recorded, the intent stays and the next start cleans up after it. */
-  private async dropIntent(intent: WriteIntent, undeleted: string[]): Promise<void> {
-    await this.index.abortWrite(intent.id, intent.key, undefined, undeleted).catch((error) => {
+    await this.index.abortWrite(intent.id, intent.key, undefined, deleted ? [] : intent.volumes).catch((error) => {
       this.logger.error(`could not clear the failed write of ${intent.key}: ${(error as Error).message}; the next start will`);
     });
   }
