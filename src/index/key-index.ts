@@ -41,15 +41,17 @@ export interface KeyIndex {
    * conflicts with it (then returns that key and stores nothing), stores the
    * intent alone (its `tempPath` DIRECT_WRITE), before the first byte reaches
    * a volume. The caller holds the key's lock and saw no record for it.
+   * Optional, with commitDirectWrite: an index without them has every PUT
+   * uploaded under a temporary name and renamed (beginWrite, finishWrite).
    */
-  beginDirectWrite(intent: WriteIntent): Promise<string | undefined>;
+  beginDirectWrite?(intent: WriteIntent): Promise<string | undefined>;
   /**
    * The direct write's blobs are all in place. Atomically: unless another key
    * conflicts with it (then returns that key and changes nothing), stores the
    * record, drops the intent and any pending delete noted for the key (its
    * blobs are the new value now).
    */
-  commitDirectWrite(record: KeyRecord, intentId: string): Promise<string | undefined>;
+  commitDirectWrite?(record: KeyRecord, intentId: string): Promise<string | undefined>;
   pendingWrites(): Promise<WriteIntent[]>;
   setState(key: string, state: KeyState, updatedAt: number): Promise<void>;
   /**

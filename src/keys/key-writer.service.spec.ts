@@ -403,7 +403,7 @@ describe(KeyWriter.name, () => {
     /** What a crash during a new key's direct write leaves: the intent, no record, the blobs at the key's paths. */
     async function crashDuringDirectWrite(key: string, value: string): Promise<string[]> {
       const targets = placement.replicasFor(key);
-      expect(await index.beginDirectWrite({ id: 'direct', key, tempPath: DIRECT_WRITE, volumes: targets, createdAt: 7 })).toBeUndefined();
+      expect(await index.beginDirectWrite!({ id: 'direct', key, tempPath: DIRECT_WRITE, volumes: targets, createdAt: 7 })).toBeUndefined();
       for (const volume of targets) volumes.blobs.set(placement.blobUrl(key, volume), Buffer.from(value));
       return targets;
     }

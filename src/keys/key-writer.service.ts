@@ -44,6 +44,8 @@ export interface WriteResult {
 @Injectable()
 export class KeyWriter {
   private readonly logger = new Logger(KeyWriter.name);
+  /** The index can record a direct write (KeyIndex.beginDirectWrite and commitDirectWrite are optional). */
+  private readonly directWrites: boolean;
 
   constructor(
     private readonly config: MkvConfig,
@@ -53,7 +55,9 @@ export class KeyWriter {
     private readonly uploads: ReplicaUpload,
     private readonly files: ReplicaFiles,
     private readonly health: VolumeHealth,
-  ) {}
+  ) {
+    this.directWrites = typeof index.beginDirectWrite === 'function' && typeof index.commitDirectWrite === 'function';
+  }
 
   /**
    * `sendContinue` is given for a client that waits for `100 Continue` before
@@ -65,7 +69,7 @@ export class KeyWriter {
     const targets = this.chooseVolumes(key);
     // Read outside the lock only to spare an overwrite the lock: the overwrite
     // path is right in every case, and "no record" is decided again under it.
-    if (!isSmallValue(declaredLength) || (await this.index.get(key)) !== undefined) {
+    if (!this.directWrites || !isSmallValue(declaredLength) || (await this.index.get(key)) !== undefined) {
       return this.overwrite(key, targets, body, declaredLength, sendContinue);
     }
     if (sendContinue !== undefined) {
@@ -130,7 +134,7 @@ export class KeyWriter {
   private async writeNew(key: string, targets: string[], value: Buffer): Promise<WriteResult | undefined> {
     const now = Date.now();
     const intent: WriteIntent = { id: randomUUID(), key, tempPath: DIRECT_WRITE, volumes: targets, createdAt: now };
-    const early = await this.index.beginDirectWrite(intent);
+    const early = await this.index.beginDirectWrite!(intent);
     if (early !== undefined) throw keyConflict(key, early);
 
     const urls = targets.map((volume) => this.placement.blobUrl(key, volume));
@@ -145,7 +149,7 @@ export class KeyWriter {
     const record: KeyRecord = { key, volumes: targets, ...wholeUpload(value), state: 'live', createdAt: now, updatedAt: now };
     let conflict: string | undefined;
     try {
-      conflict = await this.index.commitDirectWrite(record, intent.id);
+      conflict = await this.index.commitDirectWrite!(record, intent.id);
     } catch (error) {
       await this.undoDirectWrite(intent);
       throw error;
