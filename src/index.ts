@@ -18,6 +18,7 @@ export { MkvError, MkvErrorCode } from './common/mkv-error';
 export { KEY_INDEX } from './index/key-index';
 export type { BeganWrite, IndexUsage, KeyIndex } from './index/key-index';
 export type { FoundBlob, KeyRecord, KeyState, ListOptions, WriteIntent } from './index/key-record';
+export { DIRECT_WRITE } from './index/key-record';
 export { REBUILD_STAGING } from './index/rebuild-staging';
 export type { RebuildStaging } from './index/rebuild-staging';
 export { JOB_STORE } from './admin/jobs/job-store';

@@ -60,6 +60,8 @@ const KEY_INDEX_METHODS: Record<keyof KeyIndex, true> = {
   beginWrite: true,
   finishWrite: true,
   abortWrite: true,
+  beginDirectWrite: true,
+  commitDirectWrite: true,
   pendingWrites: true,
   setState: true,
   beginDelete: true,
@@ -246,7 +248,13 @@ describe('a volume client decorator (records each call, wraps the stock HttpVolu
     calls.length = 0;
     await put(server, 'v/doomed', 'bytes');
     const replicas = stockReplicas('v/doomed', volumes.urls);
-    // Each replica: the upload under a temporary name, then the rename into place.
+    // A new key with a small value: straight to each replica's path, no rename.
+    expect(argsOf(calls, 'put').sort()).toEqual(replicas.map((url) => keyUrl(url, 'v/doomed')).sort());
+    expect(argsOf(calls, 'move')).toEqual([]);
+
+    calls.length = 0;
+    expect((await http('PUT', keyUrl(server.url, 'v/doomed'), { body: 'other bytes' })).status).toBe(204);
+    // An overwrite: the upload under a temporary name on each replica, then the rename into place.
     expect(argsOf(calls, 'put').map((url) => url.replace(/\/\.mkv-tmp\/.*$/, '')).sort()).toEqual([...replicas].sort());
     expect(argsOf(calls, 'move').map((url) => url.replace(/\/\.mkv-tmp\/.*$/, '')).sort()).toEqual([...replicas].sort());
 
@@ -336,12 +344,13 @@ describe('an index module that wraps the stock SqliteKeyIndex (KEY_INDEX recorde
     calls.length = 0;
     await put(server, 'i/a', 'first');
     await put(server, 'i/b', 'second');
+    expect((await http('PUT', keyUrl(server.url, 'i/b'), { body: 'overwritten' })).status).toBe(204);
     expect((await http('GET', keyUrl(server.url, 'i/a'))).status).toBe(302);
     expect((await http('HEAD', keyUrl(server.url, 'i/a'))).status).toBe(200);
     expect(JSON.parse((await http('GET', `${server.url}/?prefix=i/`)).text)).toEqual({ keys: ['i/a', 'i/b'], next: '' });
     expect((await http('UNLINK', keyUrl(server.url, 'i/b'))).status).toBe(204);
     expect((await http('DELETE', keyUrl(server.url, 'i/b'))).status).toBe(204);
-    expect([...methods(calls)]).toEqual(expect.arrayContaining(['beginWrite', 'finishWrite', 'get', 'list', 'setState', 'beginDelete', 'finishDelete']));
+    expect([...methods(calls)]).toEqual(expect.arrayContaining(['beginDirectWrite', 'commitDirectWrite', 'beginWrite', 'finishWrite', 'get', 'list', 'setState', 'beginDelete', 'finishDelete']));
     expect(argsOf(calls, 'get')).toEqual(expect.arrayContaining(['i/a']));
     expect(readIndexRows(server.dbPath).map((row) => row.key)).toEqual(['i/a']);
   });

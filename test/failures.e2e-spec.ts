@@ -1,6 +1,6 @@
 import Database from 'better-sqlite3';
 import { createHash, randomUUID } from 'node:crypto';
-import { createReadStream } from 'node:fs';
+import { createReadStream, rmSync, writeFileSync } from 'node:fs';
 import { connect, Socket } from 'node:net';
 import { join } from 'node:path';
 import { placeKey } from '../src/hashing/rendezvous';
@@ -9,7 +9,7 @@ import { putExpectingContinue } from './support/expect-continue';
 import { holdWriteLock } from './support/hold-write-lock';
 import { jobFinished } from './support/jobs';
 import { http, keyUrl, md5 } from './support/http';
-import { readIndexRows, readPendingDeleteKeys } from './support/index-rows';
+import { readIndexRows, readIntentRows, readPendingDeleteKeys } from './support/index-rows';
 import { pollUntil } from './support/poll-until';
 import { TestServer } from './support/server';
 import { GeneratedBody } from './support/streams';
@@ -60,6 +60,26 @@ describe('failures', () => {
       expect(volume.has(key)).toBe(false);
       expect(volume.tempFiles()).toEqual([]);
     }
+    expect((await http('HEAD', keyUrl(server.url, key))).status).toBe(404);
+  });
+
+  // Issue 12: a small new key is written straight to its paths. Stopped, its
+  // volume fails the PUT and its DELETE: the blob on the other replica is
+  // deleted at once, and the stopped one's path is noted and retried.
+  it('a volume that is down during a small new-key PUT (written straight to its paths) gives 502 and leaves no blob, record or intent', async () => {
+    const key = 'down/new-small-key';
+    const [, second] = replicasOf(key);
+    await second.stop();
+    const res = await put(key, 'small value');
+    expect(res.status).toBe(502);
+    expect(res.text).toBe('not all volume writes succeeded');
+    for (const volume of volumes.list) expect(volume.has(key)).toBe(false);
+    expect(readIntentRows(server.dbPath)).toEqual([]);
+    expect(readIndexRows(server.dbPath).filter((row) => row.key === key)).toEqual([]);
+    await second.start();
+    await server.settleHealth(); // back up: the noted delete is retried
+    await pollUntil(() => (readPendingDeleteKeys(server.dbPath).includes(key) ? undefined : true), { what: 'the noted delete to be retried' });
+    for (const volume of volumes.list) expect(volume.has(key)).toBe(false);
     expect((await http('HEAD', keyUrl(server.url, key))).status).toBe(404);
   });
 
@@ -119,6 +139,27 @@ describe('failures', () => {
         expect(volume.has(key)).toBe(false);
         expect(volume.tempFiles()).toEqual([]);
       }
+      expect((await http('HEAD', keyUrl(server.url, key))).status).toBe(404);
+    });
+
+    // Issue 12: a small new key's blobs are at their final paths before its record is stored.
+    it('gives 500 "database error" when the record of a new key written straight to its paths cannot be stored, and deletes its blobs', async () => {
+      const key = 'db/new-direct';
+      const db = new Database(server.dbPath);
+      db.exec(`CREATE TRIGGER fail_record BEFORE INSERT ON keys WHEN NEW.key = '${key}' BEGIN SELECT RAISE(ABORT, 'injected failure'); END`);
+      try {
+        const res = await put(key, 'never indexed');
+        expect([res.status, res.text]).toEqual([500, 'database error: injected failure']);
+      } finally {
+        db.exec('DROP TRIGGER fail_record');
+        db.close();
+      }
+      for (const volume of volumes.list) {
+        expect(volume.has(key)).toBe(false);
+        expect(volume.tempFiles()).toEqual([]);
+      }
+      expect(readIntentRows(server.dbPath)).toEqual([]);
+      expect(readPendingDeleteKeys(server.dbPath)).not.toContain(key);
       expect((await http('HEAD', keyUrl(server.url, key))).status).toBe(404);
     });
 
@@ -424,6 +465,109 @@ describe('failures', () => {
     expect(check.prepare('SELECT COUNT(*) AS n FROM write_intents').get()).toEqual({ n: 0 });
     check.close();
     expect((await http('HEAD', keyUrl(server.url, key))).headers['content-md5']).toBe(md5(newValue));
+  });
+
+  describe('a new key written straight to its paths (issue 12: no temporary name, no MOVE)', () => {
+    // A file named .mkv-tmp on every volume: any upload under a temporary name fails there.
+    const withoutTempDir = async (work: () => Promise<void>) => {
+      for (const volume of volumes.list) {
+        expect(volume.tempFiles()).toEqual([]);
+        rmSync(volume.filePath('.mkv-tmp'), { recursive: true, force: true });
+        writeFileSync(volume.filePath('.mkv-tmp'), 'not a directory');
+      }
+      try {
+        await work();
+      } finally {
+        for (const volume of volumes.list) rmSync(volume.filePath('.mkv-tmp'), { force: true });
+      }
+    };
+
+    it('a small new key never touches /.mkv-tmp: 201 with no temporary directory to write to, its bytes on both replicas', async () => {
+      const key = 'direct/new';
+      await withoutTempDir(async () => {
+        const res = await put(key, 'straight to its path');
+        expect([res.status, res.text]).toEqual([201, '']);
+      });
+      for (const volume of replicasOf(key)) expect(volume.read(key).toString()).toBe('straight to its path');
+      expect(readIndexRows(server.dbPath).find((row) => row.key === key)).toMatchObject({
+        volumes: replicasOf(key).map((v) => v.url).join(','),
+        md5: md5('straight to its path'),
+        state: 'live',
+      });
+      expect(readIntentRows(server.dbPath)).toEqual([]);
+    });
+
+    it('an overwrite still goes through a temporary name (here: none can be made, so 502 and the old value stays)', async () => {
+      const key = 'direct/overwritten';
+      expect((await put(key, 'first')).status).toBe(201);
+      await withoutTempDir(async () => {
+        expect((await put(key, 'second')).status).toBe(502);
+      });
+      for (const volume of replicasOf(key)) expect(volume.read(key).toString()).toBe('first');
+    });
+
+    /** The state a crash between the direct upload and its commit leaves: the intent (no temporary name), the blobs, no record. */
+    const crashAfterDirectUpload = async (key: string, value: string) => {
+      for (const volume of replicasOf(key)) await http('PUT', `${volume.url}/${key}`, { body: value });
+      await server.stop();
+      const db = new Database(server.dbPath);
+      db.prepare('INSERT INTO write_intents (id, key, temp_path, volumes, created_at) VALUES (?, ?, ?, ?, ?)').run(
+        randomUUID(), key, '', replicasOf(key).map((v) => v.url).join(','), Date.now(),
+      );
+      return db;
+    };
+
+    it('a crash after the direct upload and before its record leaves, after the next start, no blob, no record and no intent', async () => {
+      const key = 'crash/direct-new';
+      (await crashAfterDirectUpload(key, 'never acknowledged')).close();
+      server = await TestServer.start({ volumes: volumes.urls, replicas: 2, dir: indexDir, healthInterval: HEALTH_INTERVAL_S });
+
+      for (const volume of volumes.list) expect(volume.has(key)).toBe(false);
+      expect(readIntentRows(server.dbPath)).toEqual([]);
+      expect(readIndexRows(server.dbPath).filter((row) => row.key === key)).toEqual([]);
+      expect((await http('HEAD', keyUrl(server.url, key))).status).toBe(404);
+    });
+
+    it('a crash after a direct upload whose key has a record (written since) keeps the blobs and drops only the intent', async () => {
+      const key = 'crash/direct-recorded';
+      const db = await crashAfterDirectUpload(key, 'the value');
+      const now = Date.now();
+      db.prepare('INSERT INTO keys (key, volumes, size, md5, state, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?)').run(
+        key, replicasOf(key).map((v) => v.url).join(','), 9, md5('the value'), 'live', now, now,
+      );
+      db.close();
+      server = await TestServer.start({ volumes: volumes.urls, replicas: 2, dir: indexDir, healthInterval: HEALTH_INTERVAL_S });
+
+      for (const volume of replicasOf(key)) expect(volume.read(key).toString()).toBe('the value');
+      expect(readIntentRows(server.dbPath)).toEqual([]);
+      const get = await http('GET', keyUrl(server.url, key));
+      expect((await http('GET', get.headers.location)).text).toBe('the value');
+    });
+
+    it('PUT, DELETE and UNLINK racing on fresh keys end with the index and replicas agreeing, no intent or note left', async () => {
+      const keys = Array.from({ length: 20 }, (_, i) => `race/fresh-${i}`);
+      const ops = keys.flatMap((key, k) =>
+        Array.from({ length: 6 }, (_, i) => {
+          const op = (i + k) % 3;
+          return op === 0 ? put(key, `v${i} of ${key}`) : op === 1 ? http('DELETE', keyUrl(server.url, key)) : http('UNLINK', keyUrl(server.url, key));
+        }),
+      );
+      for (const res of await Promise.all(ops)) expect([201, 204, 404]).toContain(res.status);
+      const rows = new Map(readIndexRows(server.dbPath).map((row) => [row.key, row]));
+      for (const key of keys) {
+        const row = rows.get(key);
+        if (row === undefined) {
+          for (const volume of volumes.list) expect(volume.has(key)).toBe(false);
+          continue;
+        }
+        const [a, b] = replicasOf(key);
+        expect(row.volumes).toBe(`${a.url},${b.url}`);
+        expect([fileMd5(a, key), fileMd5(b, key)]).toEqual([row.md5, row.md5]);
+      }
+      expect(readIntentRows(server.dbPath)).toEqual([]);
+      expect(readPendingDeleteKeys(server.dbPath).filter((key) => key.startsWith('race/fresh-'))).toEqual([]);
+      for (const volume of volumes.list) expect(volume.tempFiles()).toEqual([]);
+    });
   });
 
   it('a body sent chunked (no Content-Length) is stored with its MD5', async () => {

@@ -3,6 +3,7 @@ import { cpSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } f
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { placeKey } from '../src/hashing/rendezvous';
+import { keyUrl } from './support/http';
 import { TestVolumes } from './support/volumes';
 
 /**
@@ -110,8 +111,8 @@ describe('npm pack, install and use', () => {
       expect(seen.put).toBe(201);
       expect(seen.location).toBe(`${replicas[0]}/from/package`);
       for (const url of replicas) expect(volumes.byUrl(url).read('from/package').toString()).toBe('installed and used');
-      // The decorator saw each replica's upload (under its temporary name, before the rename).
-      expect(seen.putUrls.map((url) => url.replace(/\/\.mkv-tmp\/[^/]+$/, '')).sort()).toEqual([...replicas].sort());
+      // The decorator saw each replica's upload (a small new key: straight to its path, no temporary name).
+      expect([...seen.putUrls].sort()).toEqual(replicas.map((url) => keyUrl(url, 'from/package')).sort());
     });
   });
 });

@@ -86,10 +86,31 @@ export class InMemoryKeyIndex implements KeyIndex {
     this.intents.delete(intentId);
   }
 
-  async abortWrite(intentId: string, key: string, previous: KeyRecord | undefined): Promise<void> {
+  async abortWrite(intentId: string, key: string, previous: KeyRecord | undefined, undeleted: string[] = []): Promise<void> {
     if (previous) this.store(previous);
     else this.remove(key);
     this.intents.delete(intentId);
+    if (undeleted.length > 0) {
+      const noted = this.deletes.get(key) ?? [];
+      this.deletes.delete(key); // noted again: it goes to the end, as the newest
+      this.deletes.set(key, [...noted, ...undeleted.filter((volume) => !noted.includes(volume))]);
+    }
+  }
+
+  async beginDirectWrite(intent: WriteIntent): Promise<string | undefined> {
+    const conflict = this.conflictOf(intent.key);
+    if (conflict === undefined) this.intents.set(intent.id, { ...intent, volumes: [...intent.volumes] });
+    return conflict;
+  }
+
+  async commitDirectWrite(record: KeyRecord, intentId: string): Promise<string | undefined> {
+    // Checked again with the write, with no await in between: another key may have been stored since beginDirectWrite.
+    const conflict = this.conflictOf(record.key);
+    if (conflict !== undefined) return conflict;
+    this.store(record);
+    this.deletes.delete(record.key); // the new value's blobs must not be deleted by a retry
+    this.intents.delete(intentId);
+    return undefined;
   }
 
   async pendingWrites(): Promise<WriteIntent[]> {

@@ -4,7 +4,7 @@ import { byVolume, compileSqliteIndex, countedUsage, intent, record, storeFinish
 import { JOB_STORE, JobStore } from '../admin/jobs/job-store';
 import type { JobView, PlannedMove } from '../admin/jobs/job';
 import { KEY_INDEX, KeyIndex } from './key-index';
-import type { KeyRecord, KeyState } from './key-record';
+import { DIRECT_WRITE, type KeyRecord, type KeyState } from './key-record';
 
 /**
  * The contract of KeyIndex and JobStore (their doc comments), checked the
@@ -92,6 +92,63 @@ describe.each(INDEXES)('KeyIndex contract: %s', (_name, compile) => {
       await index.beginWrite(record('x'), intent('x', 'late', 3000));
       await index.beginWrite(record('y'), intent('y', 'early', 1000));
       expect((await index.pendingWrites()).map((w) => w.id)).toEqual(['early', 'late']);
+    });
+
+    // Optional methods; both indexes here have them (an index without them gets no direct writes).
+    describe('a direct write (a new key written straight to its paths)', () => {
+      const direct = (key: string, id = `direct-${key}`) => ({ ...intent(key, id), tempPath: DIRECT_WRITE });
+
+      it('stores only the intent in beginDirectWrite, then the record without it in commitDirectWrite', async () => {
+        expect(await index.beginDirectWrite!(direct('k'))).toBeUndefined();
+        expect(await index.get('k')).toBeUndefined();
+        expect(await index.pendingWrites()).toEqual([direct('k')]);
+
+        expect(await index.commitDirectWrite!(record('k'), 'direct-k')).toBeUndefined();
+        expect(await index.get('k')).toEqual(record('k'));
+        expect(await index.pendingWrites()).toEqual([]);
+        expect(await countedUsage(index)).toEqual(byVolume(await index.usage()));
+      });
+
+      it('drops a pending delete noted for the key in commitDirectWrite: its blobs are the new value', async () => {
+        await store(record('k'));
+        await index.beginDelete('k');
+        await index.beginDirectWrite!(direct('k'));
+        await index.commitDirectWrite!(record('k', { md5: 'new' }), 'direct-k');
+        expect(await index.pendingDeletes()).toEqual([]);
+      });
+
+      it('refuses in beginDirectWrite a key that conflicts, storing no intent', async () => {
+        await store(record('a'));
+        expect(await index.beginDirectWrite!(direct('a/b'))).toBe('a');
+        expect(await index.pendingWrites()).toEqual([]);
+      });
+
+      it('refuses in commitDirectWrite a key that conflicts with one recorded since, changing nothing', async () => {
+        await index.beginDirectWrite!(direct('a/b'));
+        await store(record('a'));
+        expect(await index.commitDirectWrite!(record('a/b'), 'direct-a/b')).toBe('a');
+        expect(await index.get('a/b')).toBeUndefined();
+        expect(await index.pendingWrites()).toEqual([direct('a/b')]);
+      });
+
+      it('drops the intent in abortWrite and notes the undeleted blobs, added to a note the key has', async () => {
+        await store(record('k', { volumes: [V3] }));
+        await index.beginDelete('k'); // noted: V3
+        await index.beginDirectWrite!(direct('k'));
+        await index.abortWrite('direct-k', 'k', undefined, [V1, V3]);
+        expect(await index.pendingWrites()).toEqual([]);
+        expect(await index.get('k')).toBeUndefined();
+        expect(await index.pendingDeletes()).toEqual([{ key: 'k', volumes: [V3, V1] }]);
+        await index.finishDelete('k');
+        expect(await index.pendingDeletes()).toEqual([]);
+      });
+
+      it('notes nothing in abortWrite when every blob was deleted', async () => {
+        await index.beginDirectWrite!(direct('k'));
+        await index.abortWrite('direct-k', 'k', undefined, []);
+        expect(await index.pendingWrites()).toEqual([]);
+        expect(await index.pendingDeletes()).toEqual([]);
+      });
     });
 
     it('keeps an empty volume list as empty', async () => {

@@ -28,8 +28,30 @@ export interface KeyIndex {
   beginWrite(record: KeyRecord, intent: WriteIntent): Promise<BeganWrite>;
   /** The renames are done: drop the intent, and store the record as it finally is when it changed since beginWrite. */
   finishWrite(intentId: string, record?: KeyRecord): Promise<void>;
-  /** Nothing was renamed: put back the previous record (or none) and drop the intent. */
-  abortWrite(intentId: string, key: string, previous: KeyRecord | undefined): Promise<void>;
+  /**
+   * Nothing was renamed (or a direct write failed): put back the previous
+   * record (or none) and drop the intent. `undeleted` are volumes where a
+   * blob at the key's own path could not be deleted (a failed direct write's,
+   * with no previous record): they are noted as a pending delete of the key,
+   * added to any note it has, as beginDelete notes them.
+   */
+  abortWrite(intentId: string, key: string, previous: KeyRecord | undefined, undeleted?: string[]): Promise<void>;
+  /**
+   * A new key written straight to its own paths: unless another key
+   * conflicts with it (then returns that key and stores nothing), stores the
+   * intent alone (its `tempPath` DIRECT_WRITE), before the first byte reaches
+   * a volume. The caller holds the key's lock and saw no record for it.
+   * Optional, with commitDirectWrite: an index without them has every PUT
+   * uploaded under a temporary name and renamed (beginWrite, finishWrite).
+   */
+  beginDirectWrite?(intent: WriteIntent): Promise<string | undefined>;
+  /**
+   * The direct write's blobs are all in place. Atomically: unless another key
+   * conflicts with it (then returns that key and changes nothing), stores the
+   * record, drops the intent and any pending delete noted for the key (its
+   * blobs are the new value now).
+   */
+  commitDirectWrite?(record: KeyRecord, intentId: string): Promise<string | undefined>;
   pendingWrites(): Promise<WriteIntent[]>;
   setState(key: string, state: KeyState, updatedAt: number): Promise<void>;
   /**

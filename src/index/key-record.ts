@@ -17,16 +17,26 @@ export interface KeyRecord {
 /**
  * A PUT between renaming its uploads into place and finishing: recorded in
  * the same transaction as the new record, so after a crash the next start can
- * finish the renames and the volumes match the index again.
+ * finish the renames and the volumes match the index again. Or a new key's
+ * PUT written straight to the key's paths (`tempPath` is DIRECT_WRITE):
+ * recorded before its first byte reaches a volume, so after a crash the next
+ * start deletes the blobs that never got a record.
  */
 export interface WriteIntent {
   id: string;
   key: string;
-  /** Path of the uploaded blob on each volume, e.g. `/.mkv-tmp/<uuid>`. */
+  /** Path of the uploaded blob on each volume, e.g. `/.mkv-tmp/<uuid>`; DIRECT_WRITE for a write to the key's own paths. */
   tempPath: string;
   volumes: string[];
   createdAt: number;
 }
+
+/**
+ * The `tempPath` of a direct write's intent: the blobs went straight to the
+ * key's paths (placement's blobUrl), there is no temporary name to rename.
+ * Empty, so the intents table needs no new column.
+ */
+export const DIRECT_WRITE = '';
 
 export interface ListOptions {
   prefix: string;

@@ -1,6 +1,6 @@
 import { Test, TestingModule } from '@nestjs/testing';
 import { createHash } from 'node:crypto';
-import { Readable } from 'node:stream';
+import { PassThrough, Readable } from 'node:stream';
 import { MkvError, MkvErrorCode } from '../common/mkv-error';
 import { ConfigModule } from '../config/config.module';
 import { ConfigInput, loadConfig } from '../config/load-config';
@@ -9,7 +9,7 @@ import { RendezvousPlacement } from '../hashing/rendezvous-placement.service';
 import { VolumeHealth } from '../health/volume-health.service';
 import { SqliteIndexModule } from '../index/sqlite/sqlite-index.module';
 import { KEY_INDEX, KeyIndex } from '../index/key-index';
-import type { KeyRecord } from '../index/key-record';
+import { DIRECT_WRITE, type KeyRecord } from '../index/key-record';
 import { InMemoryVolumeClient } from '../../test/support/in-memory-volume.client';
 import { VOLUME_CLIENT } from '../volumes/volume-client';
 import { KeyLocks } from '../replicas/key-locks';
@@ -19,6 +19,7 @@ import { ReplicaUpload, SMALL_VALUE_BYTES } from './replica-upload';
 import { ReplicaFiles, TEMP_DIR } from '../replicas/replica-files.service';
 import { KeysService } from './keys.service';
 import { rejection } from '../../test/support/rejection';
+import { storeFinished } from '../../test/support/index-records';
 
 const HELLO_MD5 = '5d41402abc4b2a76b9719d911017c592'; // python3: hashlib.md5(b'hello').hexdigest()
 const WORLD_MD5 = '7d793037a0760186574b0282f2f435e7'; // md5('world')
@@ -81,53 +82,49 @@ describe(KeyWriter.name, () => {
       expect(await index.pendingWrites()).toEqual([]);
     });
 
-    it('is uploaded under a temporary dot-name, then renamed into place', async () => {
+    // Issue 12: a small new value has no old value a reader could see, so it skips the temporary name and the MOVEs.
+    it('with a small value is written straight to its paths: no temporary name, no MOVE', async () => {
       await put('greeting', 'hello');
+      expect(volumes.requests.sort()).toEqual(placement.replicasFor('greeting').map((volume) => `PUT ${placement.blobUrl('greeting', volume)}`).sort());
+      expect(await index.pendingWrites()).toEqual([]);
+    });
+
+    it('with a large value is uploaded under a temporary dot-name, then renamed into place', async () => {
+      await writer.put('big', body('x'.repeat(SMALL_VALUE_BYTES + 1)), SMALL_VALUE_BYTES + 1);
       const puts = volumes.requests.filter((r) => r.startsWith('PUT '));
       expect(puts).toHaveLength(2);
       for (const request of puts) expect(request).toMatch(/^PUT http:\/\/[a-c]:[1-3]\/\.mkv-tmp\/[0-9a-f-]{36}$/);
       expect(volumes.requests.filter((r) => r.startsWith('MOVE '))).toHaveLength(2);
     });
 
-    it('streams a large body of unknown length and hashes all of it', async () => {
-      const chunk = 'x'.repeat(64 * 1024);
-      const chunks = Array.from({ length: 32 }, (_, i) => chunk.slice(0, -1) + String(i % 10));
-      const whole = chunks.join('');
-      await expect(writer.put('big', body(...chunks), undefined)).resolves.toEqual({ created: true });
-
-      const record = await index.get('big');
-      expect(record?.size).toBe(2 * 1024 * 1024);
-      expect(record?.md5).toBe(createHash('md5').update(whole).digest('hex'));
-      expect(volumes.contents()).toEqual(replicasHolding('big', whole));
+    it('that two PUTs race for is written once: the second waits for the lock and overwrites', async () => {
+      const [first, second] = await Promise.all([put('k', 'hello'), put('k', 'world')]);
+      expect([first, second]).toEqual([{ created: true }, { created: false }]);
+      expect(volumes.contents()).toEqual(replicasHolding('k', 'world'));
+      expect(await index.get('k')).toMatchObject({ md5: WORLD_MD5 });
+      expect(volumes.requests.filter((r) => r.startsWith('MOVE '))).toHaveLength(2); // the overwrite's
     });
 
-    it('streams a body that declares more than SMALL_VALUE_BYTES, and hashes all of it', async () => {
-      const whole = 'z'.repeat(SMALL_VALUE_BYTES) + 'end';
-      const chunks = [whole.slice(0, 1000), whole.slice(1000)];
-      await expect(writer.put('declared', body(...chunks), whole.length)).resolves.toEqual({ created: true });
-      expect(await index.get('declared')).toMatchObject({ size: whole.length, md5: createHash('md5').update(whole).digest('hex') });
-      expect(volumes.contents()).toEqual(replicasHolding('declared', whole));
+    it('does not hold the key\'s lock while its small body is still arriving: a DELETE of the key meanwhile answers at once', async () => {
+      const slowBody = new PassThrough();
+      slowBody.write('hel');
+      const writing = writer.put('k', slowBody, 5);
+      await new Promise((resolve) => setImmediate(resolve));
+      const error = await rejection(keys.delete('k'));
+      expect(error.code).toBe(MkvErrorCode.NotFound);
+      slowBody.end('lo');
+      await expect(writing).resolves.toEqual({ created: true });
+      expect(volumes.contents()).toEqual(replicasHolding('k', 'hello'));
     });
 
-    it('goes into a subvolume directory when subvolumes are configured', async () => {
-      await moduleRef.close();
-      await start({ subvolumes: 16 });
-      await put('k', 'hello');
-      const urls = Object.keys(volumes.contents());
-      expect(urls).toHaveLength(2);
-      for (const url of urls) expect(url).toMatch(/^http:\/\/[a-c]:[1-3]\/sv[0-9A-F]{2}\/k$/);
-    });
-
-    it('refuses with a conflict a directory at its path that holds a file no key owns, and keeps that file', async () => {
-      // The fake volume models a directory by what is under it; an empty leftover directory is cleared (keys.e2e-spec.ts).
-      const [volume] = placement.replicasFor('a');
-      const stray = `${placement.blobUrl('a', volume)}/b`;
-      volumes.blobs.set(stray, Buffer.from('orphan'));
-
-      const error = await rejection(put('a', 'hello'));
-      expect([error.code, error.message]).toEqual([MkvErrorCode.KeyConflict, 'key a conflicts with an existing path on a volume']);
-      expect(volumes.contents()).toEqual({ [stray]: 'orphan' });
-      expect(await index.get('a')).toBeUndefined();
+    // Both pass the check made when their intents are recorded; the one recorded second must not stay.
+    it('that conflicts with a key recorded while it was uploading is refused with 409 and its blobs removed', async () => {
+      const results = await Promise.allSettled([put('a', 'hello'), put('a/b', 'world')]);
+      expect(results.map((r) => r.status)).toEqual(['fulfilled', 'rejected']);
+      const error = (results[1] as PromiseRejectedResult).reason as MkvError;
+      expect([error.code, error.message]).toEqual([MkvErrorCode.KeyConflict, 'key a/b conflicts with existing key a']);
+      expect(volumes.contents()).toEqual(replicasHolding('a', 'hello'));
+      expect(await index.get('a/b')).toBeUndefined();
       expect(await index.pendingWrites()).toEqual([]);
     });
   });
@@ -247,6 +244,24 @@ describe(KeyWriter.name, () => {
       expect(await index.pendingWrites()).toEqual([]);
     });
 
+    // Issue 12: a direct write's blob that cannot be deleted must not be orphaned: it is noted like a DELETE's.
+    it('notes for a retry the blob of a failed new key that a volume could not delete, and the retry removes it', async () => {
+      const [first, second] = placement.replicasFor('k');
+      volumes.failingPuts.set(second, 'after-body');
+      volumes.unreachable.add(first); // its DELETE fails
+
+      expect((await rejection(put('k', 'hello'))).code).toBe(MkvErrorCode.VolumeWriteFailed);
+      expect(volumes.contents()).toEqual({ [placement.blobUrl('k', first)]: 'hello' });
+      expect(await index.get('k')).toBeUndefined();
+      expect(await index.pendingWrites()).toEqual([]);
+      expect(await index.pendingDeletes()).toEqual([{ key: 'k', volumes: [first, second] }]);
+
+      volumes.unreachable.clear();
+      await keys.retryPendingDeletes();
+      expect(volumes.contents()).toEqual({});
+      expect(await index.pendingDeletes()).toEqual([]);
+    });
+
     it('drops a small value one volume could not be reached for, leaving no blob anywhere', async () => {
       const [first] = placement.replicasFor('k');
       volumes.failingPuts.set(first, 'before-body');
@@ -292,7 +307,7 @@ describe(KeyWriter.name, () => {
       const [, second] = placement.replicasFor('k');
       volumes.failingMoves.set(second, undefined);
 
-      expect((await rejection(put('k', 'hello'))).code).toBe(MkvErrorCode.VolumeWriteFailed);
+      expect((await rejection(writer.put('k', body('x'.repeat(SMALL_VALUE_BYTES + 1)), SMALL_VALUE_BYTES + 1))).code).toBe(MkvErrorCode.VolumeWriteFailed);
       expect(volumes.contents()).toEqual({});
       expect(await index.get('k')).toBeUndefined();
       expect(await index.pendingWrites()).toEqual([]);
@@ -331,7 +346,7 @@ describe(KeyWriter.name, () => {
     it('reports a conflict when every rename finds a directory the index does not know', async () => {
       // A 409 on the retry too: the directory could not be removed.
       for (const volume of placement.replicasFor('k')) volumes.failingMoves.set(volume, 409);
-      const error = await rejection(put('k', 'hello'));
+      const error = await rejection(writer.put('k', body('x'.repeat(SMALL_VALUE_BYTES + 1)), SMALL_VALUE_BYTES + 1));
       expect([error.code, error.message]).toEqual([MkvErrorCode.KeyConflict, 'key k conflicts with an existing path on a volume']);
       expect(volumes.contents()).toEqual({});
       expect(await index.get('k')).toBeUndefined();
@@ -384,6 +399,41 @@ describe(KeyWriter.name, () => {
       await writer.recoverPendingWrites();
       expect(await index.pendingWrites()).toHaveLength(1);
       expect(volumes.contents()[stray]).toBe('left behind');
+    });
+
+    /** What a crash during a new key's direct write leaves: the intent, no record, the blobs at the key's paths. */
+    async function crashDuringDirectWrite(key: string, value: string): Promise<string[]> {
+      const targets = placement.replicasFor(key);
+      expect(await index.beginDirectWrite!({ id: 'direct', key, tempPath: DIRECT_WRITE, volumes: targets, createdAt: 7 })).toBeUndefined();
+      for (const volume of targets) volumes.blobs.set(placement.blobUrl(key, volume), Buffer.from(value));
+      return targets;
+    }
+
+    it('deletes the blobs of a new key whose direct write never got its record, and drops the intent', async () => {
+      await crashDuringDirectWrite('k', 'hello');
+      await writer.recoverPendingWrites();
+      expect(volumes.contents()).toEqual({});
+      expect(volumes.requests.filter((r) => r.startsWith('MOVE '))).toEqual([]);
+      expect(await index.get('k')).toBeUndefined();
+      expect(await index.pendingWrites()).toEqual([]);
+      expect(await index.pendingDeletes()).toEqual([]);
+    });
+
+    it('keeps the blobs of a direct write\'s key that has a record (written since), dropping only the intent', async () => {
+      await crashDuringDirectWrite('k', 'hello');
+      await storeFinished(index, { key: 'k', volumes: placement.replicasFor('k'), size: 5, md5: HELLO_MD5, state: 'live', createdAt: 8, updatedAt: 8 });
+      await writer.recoverPendingWrites();
+      expect(volumes.contents()).toEqual(replicasHolding('k', 'hello'));
+      expect(await index.pendingWrites()).toEqual([]);
+    });
+
+    it('notes the blobs of an unfinished direct write for a retry while a volume is unreachable', async () => {
+      const targets = await crashDuringDirectWrite('k', 'hello');
+      volumes.unreachable.add(targets[1]);
+      await writer.recoverPendingWrites();
+      expect(await index.pendingWrites()).toEqual([]);
+      expect(await index.pendingDeletes()).toEqual([{ key: 'k', volumes: targets }]);
+      expect(volumes.contents()).toEqual({ [placement.blobUrl('k', targets[1])]: 'hello' });
     });
 
     it('keeps the intent for the next start while a volume is unreachable', async () => {

@@ -6,12 +6,12 @@ import { MkvError, MkvErrorCode } from '../common/mkv-error';
 import { Placement, PLACEMENT } from '../hashing/placement';
 import { VolumeHealth } from '../health/volume-health.service';
 import { BeganWrite, KEY_INDEX, KeyIndex } from '../index/key-index';
-import type { KeyRecord, WriteIntent } from '../index/key-record';
+import { DIRECT_WRITE, type KeyRecord, type WriteIntent } from '../index/key-record';
 import { VolumeError } from '../volumes/volume-client';
 import { valueWritten, ValueWrittenEvent } from '../metrics/channels';
 import { KeyLocks } from '../replicas/key-locks';
 import { ReplicaFiles } from '../replicas/replica-files.service';
-import { isSmallValue, ReplicaUpload, Upload, volumeWriteFailed } from './replica-upload';
+import { isSmallValue, ReplicaUpload, Upload, volumeWriteFailed, wholeUpload } from './replica-upload';
 
 export interface WriteResult {
   /** False when the PUT replaced a live value. */
@@ -19,7 +19,8 @@ export interface WriteResult {
 }
 
 /**
- * The write path, top to bottom:
+ * The write path, top to bottom, for an overwrite (the key has a record, live
+ * or unlinked) and for a large value:
  *  1. choose the key's R volumes (placement), refusing early what cannot be written;
  *  2. upload the body once, fanned out to them under a temporary name (ReplicaUpload);
  *  3. under the key's lock, begin: record the new value and an intent to
@@ -28,10 +29,23 @@ export interface WriteResult {
  *  5. finish: drop the intent; or, when a move failed, roll back.
  * A failure before 4 deletes the uploads and leaves the old value untouched;
  * a crash after 3 is finished from the intent when the server next starts.
+ *
+ * A small value (read whole) for a key with no record at all has no old
+ * value a reader could see, so it skips the temporary name and the MOVEs
+ * (writeNew): once the value is read, under the key's lock from start to
+ * end, an intent is recorded, the value sent to the key's own paths (nginx
+ * renames a PUT into place only once complete), and the record stored with
+ * the intent dropped in one transaction. A failure deletes the blobs; a
+ * crash leaves the intent, from which the next start deletes them. A large
+ * value keeps the temporary name: one MOVE is nothing next to its bytes, and
+ * a leftover directory at its path could not be cleared and the body sent
+ * again.
  */
 @Injectable()
 export class KeyWriter {
   private readonly logger = new Logger(KeyWriter.name);
+  /** The index can record a direct write (KeyIndex.beginDirectWrite and commitDirectWrite are optional). */
+  private readonly directWrites: boolean;
 
   constructor(
     private readonly config: MkvConfig,
@@ -41,7 +55,9 @@ export class KeyWriter {
     private readonly uploads: ReplicaUpload,
     private readonly files: ReplicaFiles,
     private readonly health: VolumeHealth,
-  ) {}
+  ) {
+    this.directWrites = typeof index.beginDirectWrite === 'function' && typeof index.commitDirectWrite === 'function';
+  }
 
   /**
    * `sendContinue` is given for a client that waits for `100 Continue` before
@@ -51,6 +67,34 @@ export class KeyWriter {
   async put(key: string, body: Readable, declaredLength: number | undefined, sendContinue?: () => void): Promise<WriteResult> {
     if (declaredLength === 0) throw emptyValue();
     const targets = this.chooseVolumes(key);
+    // Read outside the lock only to spare an overwrite the lock: the overwrite
+    // path is right in every case, and "no record" is decided again under it.
+    if (!this.directWrites || !isSmallValue(declaredLength) || (await this.index.get(key)) !== undefined) {
+      return this.overwrite(key, targets, body, declaredLength, sendContinue);
+    }
+    if (sendContinue !== undefined) {
+      // Checked again when the intent is recorded; a client waiting for
+      // `100 Continue` learns of a conflict before it sends its body.
+      const conflict = await this.index.findConflict(key);
+      if (conflict !== undefined) throw keyConflict(key, conflict);
+      sendContinue();
+    }
+    // Read before the lock is taken: a slow client must not hold up the key's other changes.
+    const value = await this.uploads.readWhole(body);
+    const written = await this.locks.run(key, async () =>
+      (await this.index.get(key)) === undefined ? this.writeNew(key, targets, value) : undefined,
+    );
+    return written ?? this.overwrite(key, targets, value, value.length, undefined);
+  }
+
+  /** Steps 2 to 5: the upload under a temporary name outside the lock, the rest under it. */
+  private async overwrite(
+    key: string,
+    targets: string[],
+    body: Readable | Buffer,
+    declaredLength: number | undefined,
+    sendContinue: (() => void) | undefined,
+  ): Promise<WriteResult> {
     if (!isSmallValue(declaredLength) || sendContinue !== undefined) {
       // Checked again, atomically, when the write begins; this early check
       // refuses a conflicting key before a single byte of a large value reaches
@@ -62,12 +106,74 @@ export class KeyWriter {
     }
 
     sendContinue?.();
-    const upload = await this.uploads.upload(body, targets, declaredLength);
-    if (upload.size === 0) {
-      await this.files.discard(targets, upload.tempPath);
-      throw emptyValue();
+    const tempPath = this.files.newTempPath();
+    let upload: Upload;
+    try {
+      upload = await this.uploads.upload(body, { volumes: targets, urls: targets.map((volume) => volume + tempPath) }, declaredLength);
+      if (upload.size === 0) throw emptyValue();
+    } catch (error) {
+      // A small body that broke off reached no volume; anything else may have left uploads.
+      if (!(isSmallValue(declaredLength) && isBodyError(error))) await this.files.discard(targets, tempPath);
+      throw error;
     }
-    return this.locks.run(key, () => this.commit(key, targets, upload));
+    return this.locks.run(key, () => this.commit(key, targets, tempPath, upload));
+  }
+
+  /**
+   * A small value for a key with no record (the caller holds the key's lock
+   * and checked): sent straight to the key's paths. The intent is committed
+   * before the first byte is sent, and the lock held until the record is, so
+   * no DELETE, UNLINK, pending-delete retry, rebalance or other PUT of the
+   * key sees blobs that are in place but not yet recorded. Resolves with
+   * undefined when every volume that failed answered that something stands
+   * at the key's path (a directory, a file where one is needed): the blobs
+   * are removed and the caller writes the value the overwrite way, whose
+   * rename clears what deleted keys left there and tells a real conflict
+   * from such a leftover.
+   */
+  private async writeNew(key: string, targets: string[], value: Buffer): Promise<WriteResult | undefined> {
+    const now = Date.now();
+    const intent: WriteIntent = { id: randomUUID(), key, tempPath: DIRECT_WRITE, volumes: targets, createdAt: now };
+    const early = await this.index.beginDirectWrite!(intent);
+    if (early !== undefined) throw keyConflict(key, early);
+
+    const urls = targets.map((volume) => this.placement.blobUrl(key, volume));
+    const failures = await this.uploads.sendWhole(value, { volumes: targets, urls });
+    if (failures.length > 0) {
+      for (const failure of failures) this.logger.warn(`upload failed: ${(failure as Error).message}`);
+      await this.undoDirectWrite(intent);
+      if (failures.every(mayBeInTheWay)) return undefined;
+      throw volumeWriteFailed();
+    }
+
+    const record: KeyRecord = { key, volumes: targets, ...wholeUpload(value), state: 'live', createdAt: now, updatedAt: now };
+    let conflict: string | undefined;
+    try {
+      conflict = await this.index.commitDirectWrite!(record, intent.id);
+    } catch (error) {
+      await this.undoDirectWrite(intent);
+      throw error;
+    }
+    if (conflict !== undefined) {
+      await this.undoDirectWrite(intent);
+      throw keyConflict(key, conflict);
+    }
+    if (valueWritten.hasSubscribers) valueWritten.publish({ key, size: record.size, replicas: targets.length } satisfies ValueWrittenEvent);
+    return { created: true };
+  }
+
+  /**
+   * A direct write that failed: its blobs are deleted from every target (a
+   * failed PUT leaves nothing or a whole file at the key's path; nginx
+   * refuses to DELETE a directory without its trailing '/'), then the intent
+   * dropped, noting for a retry the blobs a volume could not delete. If even
+   * that cannot be recorded, the intent stays and the next start cleans up.
+   */
+  private async undoDirectWrite(intent: WriteIntent): Promise<void> {
+    const deleted = await this.files.deleteBlobs(intent.key, intent.volumes);
+    await this.index.abortWrite(intent.id, intent.key, undefined, deleted ? [] : intent.volumes).catch((error) => {
+      this.logger.error(`could not clear the failed write of ${intent.key}: ${(error as Error).message}; the next start will`);
+    });
   }
 
   /** The key's R volumes, none known down: nothing is written anywhere otherwise (fail fast rather than wait for a timeout). */
@@ -85,14 +191,14 @@ export class KeyWriter {
   }
 
   /** Steps 3 to 5, under the key's lock. */
-  private async commit(key: string, targets: string[], upload: Upload): Promise<WriteResult> {
+  private async commit(key: string, targets: string[], tempPath: string, upload: Upload): Promise<WriteResult> {
     const now = Date.now();
     const record: KeyRecord = { key, volumes: targets, size: upload.size, md5: upload.md5, state: 'live', createdAt: now, updatedAt: now };
-    const intent: WriteIntent = { id: randomUUID(), key, tempPath: upload.tempPath, volumes: targets, createdAt: now };
+    const intent: WriteIntent = { id: randomUUID(), key, tempPath, volumes: targets, createdAt: now };
 
     const previous = await this.begin(record, intent);
     record.createdAt = previous?.createdAt ?? now; // as the index keeps it
-    const { moved, failures } = await this.moveIntoPlace(key, targets, upload.tempPath);
+    const { moved, failures } = await this.moveIntoPlace(key, targets, tempPath);
     if (failures.length === 0) return this.finish(record, intent, previous);
 
     await this.rollBack(record, moved, intent, previous);
@@ -181,10 +287,15 @@ export class KeyWriter {
   /**
    * Finishes the writes a crash interrupted between recording and renaming:
    * every upload still under its temporary name is renamed into place (one
-   * already gone was renamed before the crash). Runs before serving.
+   * already gone was renamed before the crash). A direct write's intent is
+   * cleared instead. Runs before serving.
    */
   async recoverPendingWrites(): Promise<void> {
     for (const intent of await this.index.pendingWrites()) {
+      if (intent.tempPath === DIRECT_WRITE) {
+        await this.recoverDirectWrite(intent);
+        continue;
+      }
       const outcomes = await Promise.allSettled(
         intent.volumes.map(async (volume) => {
           try {
@@ -209,12 +320,40 @@ export class KeyWriter {
       this.logger.warn(`finished the interrupted write of ${intent.key}`);
     }
   }
+
+  /**
+   * A direct write the crash cut short was never acknowledged: with no record
+   * for the key its blobs are deleted (or noted for a retry). A record means
+   * the key was written since (its blobs are that write's): only the intent goes.
+   */
+  private async recoverDirectWrite(intent: WriteIntent): Promise<void> {
+    if ((await this.index.get(intent.key)) !== undefined) {
+      await this.index.finishWrite(intent.id);
+      return;
+    }
+    await this.undoDirectWrite(intent);
+    this.logger.warn(`removed the unfinished write of new key ${intent.key}`);
+  }
 }
 
 function isPathConflict(error: unknown): boolean {
   // 409: a directory stands at the key's path; 404 (with our upload present):
   // a file stands where the key needs a directory.
   return error instanceof VolumeError && (error.status === 409 || error.status === 404);
+}
+
+/**
+ * A volume's answer to a PUT at a key's path when something stands there:
+ * 409 for a directory, 500 for a file where the key needs a directory
+ * (nginx cannot tell that from other failures by its status).
+ */
+function mayBeInTheWay(error: unknown): boolean {
+  return error instanceof VolumeError && (error.status === 409 || error.status === 500);
+}
+
+/** The client's body broke off or timed out (as ReplicaUpload reports it). */
+function isBodyError(error: unknown): boolean {
+  return error instanceof MkvError && (error.code === MkvErrorCode.InvalidRequest || error.code === MkvErrorCode.BodyTimeout);
 }
 
 function keyConflict(key: string, existing: string): MkvError {

@@ -5,7 +5,6 @@ import { PassThrough, Readable } from 'node:stream';
 import { MkvError, MkvErrorCode } from '../common/mkv-error';
 import { MkvConfig } from '../config/mkv-config';
 import { VolumeHealth } from '../health/volume-health.service';
-import { ReplicaFiles } from '../replicas/replica-files.service';
 import { VOLUME_CLIENT, VolumeClient, VolumeError } from '../volumes/volume-client';
 import { Md5Worker } from './md5-worker';
 import { BodyTimeoutError, readBody } from './request-body';
@@ -23,19 +22,30 @@ export function isSmallValue(declaredLength: number | undefined): boolean {
   return declaredLength !== undefined && declaredLength <= SMALL_VALUE_BYTES;
 }
 
-/** A value uploaded to each of its volumes under the same temporary name. */
+/**
+ * Where a value goes: `urls[i]` on `volumes[i]`. The caller chooses it (a
+ * temporary name, or the key's own path for a new key) and removes what a
+ * failed upload left there: only it knows what those paths mean.
+ */
+export interface UploadDestination {
+  volumes: string[];
+  urls: string[];
+}
+
+/** A value uploaded to every URL of its destination. */
 export interface Upload {
-  tempPath: string;
   size: number;
   md5: string;
 }
 
 /**
- * The request body to the R volumes, under a new temporary name on each: the
+ * The request body to the R volumes, at the destination's URL on each: the
  * body is read once, fanned out at the pace of the slowest volume, and its
  * size and MD5 computed on the way (a small value is read whole first). A
  * body that stops arriving fails after the configured body timeout. On any
- * failure the uploads are discarded and the error the client is told thrown.
+ * failure the error the client is told is thrown; what reached the volumes
+ * is the caller's to remove (nginx renames a PUT into place only once its
+ * body is complete, so a failed upload leaves at most whole files).
  */
 @Injectable()
 export class ReplicaUpload {
@@ -44,13 +54,19 @@ export class ReplicaUpload {
   constructor(
     private readonly config: MkvConfig,
     @Inject(VOLUME_CLIENT) private readonly volumes: VolumeClient,
-    private readonly files: ReplicaFiles,
     private readonly health: VolumeHealth,
     private readonly md5Worker: Md5Worker,
   ) {}
 
-  upload(body: Readable, targets: string[], declaredLength: number | undefined): Promise<Upload> {
-    return isSmallValue(declaredLength) ? this.uploadWhole(body, targets) : this.stream(body, targets, declaredLength);
+  /** `body` is streamed, or read whole first when it is small (or already a Buffer). */
+  async upload(body: Readable | Buffer, destination: UploadDestination, declaredLength: number | undefined): Promise<Upload> {
+    if (!Buffer.isBuffer(body) && !isSmallValue(declaredLength)) return this.stream(body, destination, declaredLength);
+    // A small value: read whole, then sent to every volume at once. A body
+    // that breaks off fails before anything reaches a volume.
+    const value = Buffer.isBuffer(body) ? body : await this.readWhole(body);
+    const [failure] = await this.sendWhole(value, destination);
+    if (failure !== undefined) this.failed(failure);
+    return wholeUpload(value);
   }
 
   /**
@@ -58,8 +74,7 @@ export class ReplicaUpload {
    * computed on a worker thread (a copy of each chunk), so the event loop
    * only moves bytes; the worker's queue counts as one more slow sink.
    */
-  private async stream(body: Readable, targets: string[], length: number | undefined): Promise<Upload> {
-    const tempPath = this.files.newTempPath();
+  private async stream(body: Readable, { volumes: targets, urls }: UploadDestination, length: number | undefined): Promise<Upload> {
     const md5 = this.md5Worker.begin();
     let digest = '';
     let size = 0;
@@ -85,48 +100,45 @@ export class ReplicaUpload {
       // Hashed while the volumes take in the last bytes.
       digest = await md5.digest();
     };
-    const puts = targets.map((volume, i) => this.putOn(volume, tempPath, sinks[i], { length, signal: abort.signal }));
+    const puts = targets.map((volume, i) => this.putOn(volume, urls[i], sinks[i], { length, signal: abort.signal }));
     await Promise.allSettled([pump(), ...puts].map((step) => step.catch(fail)));
 
     if (failure !== undefined) {
       md5.abandon();
-      await this.failed(targets, tempPath, failure);
+      this.failed(failure);
     }
-    return { tempPath, size, md5: digest };
+    return { size, md5: digest };
   }
 
-  /**
-   * A small value: read whole, then sent to every volume at once. A body that
-   * breaks off fails before anything reaches a volume.
-   */
-  private async uploadWhole(body: Readable, targets: string[]): Promise<Upload> {
+  /** A small body, read whole (see SMALL_VALUE_BYTES); throws what the client is told when it breaks off or times out. */
+  async readWhole(body: Readable): Promise<Buffer> {
     const chunks: Buffer[] = [];
     try {
       await readBody(body, { idleSeconds: this.config.bodyTimeout }, (chunk) => void chunks.push(chunk));
     } catch (error) {
       throw bodyNotReceived(error);
     }
-    const value = chunks.length === 1 ? chunks[0] : Buffer.concat(chunks);
-    const tempPath = this.files.newTempPath();
-    const outcomes = await Promise.allSettled(targets.map((volume) => this.putOn(volume, tempPath, value, { length: value.length })));
-    const failed = outcomes.find((outcome) => outcome.status === 'rejected');
-    if (failed !== undefined) await this.failed(targets, tempPath, failed.reason);
-    return { tempPath, size: value.length, md5: hash('md5', value, 'hex') };
+    return chunks.length === 1 ? chunks[0] : Buffer.concat(chunks);
+  }
+
+  /** A value held whole, sent to every URL of the destination at once: the failure of each volume that failed (none: stored everywhere). */
+  async sendWhole(value: Buffer, { volumes, urls }: UploadDestination): Promise<unknown[]> {
+    const outcomes = await Promise.allSettled(volumes.map((volume, i) => this.putOn(volume, urls[i], value, { length: value.length })));
+    return outcomes.flatMap((outcome) => (outcome.status === 'rejected' ? [outcome.reason as unknown] : []));
   }
 
   /** One volume's upload; a volume that cannot be reached is reported to the health checks (unless we aborted it). */
-  private async putOn(volume: string, tempPath: string, body: Readable | Buffer, options: { length?: number; signal?: AbortSignal }): Promise<void> {
+  private async putOn(volume: string, url: string, body: Readable | Buffer, options: { length?: number; signal?: AbortSignal }): Promise<void> {
     try {
-      await this.volumes.put(volume + tempPath, body, options);
+      await this.volumes.put(url, body, options);
     } catch (error) {
       if (error instanceof VolumeError && error.unreachable && !options.signal?.aborted) this.health.reportUnreachable(volume, error.message);
       throw error;
     }
   }
 
-  /** Removes the uploads and throws what the client is told. */
-  private async failed(targets: string[], tempPath: string, failure: unknown): Promise<never> {
-    await this.files.discard(targets, tempPath);
+  /** Throws what the client is told. */
+  private failed(failure: unknown): never {
     if (failure instanceof VolumeError) {
       this.logger.warn(`upload failed: ${failure.message}`);
       throw volumeWriteFailed();
@@ -134,6 +146,11 @@ export class ReplicaUpload {
     if (failure instanceof MkvError) throw failure; // the digest's
     throw bodyNotReceived(failure);
   }
+}
+
+/** The size and MD5 of a value held whole. */
+export function wholeUpload(value: Buffer): Upload {
+  return { size: value.length, md5: hash('md5', value, 'hex') };
 }
 
 /** 502: a volume failed a write (an upload or a rename). */

@@ -4,7 +4,7 @@ import { VolumeClient, VolumeEntry, VolumeError } from '../../src/volumes/volume
 /**
  * Volumes as a map of blob URL to bytes, answering as nginx's WebDAV does
  * where callers depend on it: MOVE answers 404 without a source and 409 when
- * a directory stands at the destination; DELETE of `url/` removes a
+ * a directory stands at the destination, and so does PUT (409); DELETE of `url/` removes a
  * directory. Failures are injected per volume. For unit specs; the end-to-end
  * suites use real nginx.
  */
@@ -27,6 +27,7 @@ export class InMemoryVolumeClient implements VolumeClient {
     if (Buffer.isBuffer(body)) chunks.push(Buffer.from(body));
     else for await (const chunk of body) chunks.push(Buffer.from(chunk as Buffer));
     if (failure === 'after-body') throw VolumeError.status('PUT', url, 507);
+    if (this.urlsUnder(`${url}/`).length > 0) throw VolumeError.status('PUT', url, 409); // nginx: a directory stands there
     this.blobs.set(url, Buffer.concat(chunks));
   }
 

@@ -30,3 +30,13 @@ export function readPendingDeleteKeys(dbPath: string): string[] {
     db.close();
   }
 }
+
+/** The write intents still recorded (`write_intents`), read the same way. */
+export function readIntentRows(dbPath: string): { key: string; temp_path: string; volumes: string }[] {
+  const db = new Database(dbPath, { readonly: true, fileMustExist: true });
+  try {
+    return db.prepare('SELECT key, temp_path, volumes FROM write_intents ORDER BY key').all() as { key: string; temp_path: string; volumes: string }[];
+  } finally {
+    db.close();
+  }
+}

@@ -33,6 +33,8 @@ export class SqliteKeyIndex implements KeyIndex {
     upsert: Statement<[KeyRow]>;
     delete: Statement<[string]>;
     notePendingDelete: Statement<[number, string]>;
+    pendingDeleteOf: Statement<[string], { volumes: string }>;
+    notePendingDeleteOn: Statement<[string, string, number]>;
     finishDelete: Statement<[string]>;
     pendingDeletes: Statement<[], { key: string; volumes: string }>;
     setState: Statement<[KeyState, number, string]>;
@@ -62,6 +64,8 @@ export class SqliteKeyIndex implements KeyIndex {
           state = excluded.state, updated_at = excluded.updated_at`), // a key keeps its created time
       delete: db.prepare('DELETE FROM keys WHERE key = ?'),
       notePendingDelete: db.prepare('INSERT OR REPLACE INTO pending_deletes (key, volumes, created_at) SELECT key, volumes, ? FROM keys WHERE key = ?'),
+      pendingDeleteOf: db.prepare('SELECT volumes FROM pending_deletes WHERE key = ?'),
+      notePendingDeleteOn: db.prepare('INSERT OR REPLACE INTO pending_deletes (key, volumes, created_at) VALUES (?, ?, ?)'),
       finishDelete: db.prepare('DELETE FROM pending_deletes WHERE key = ?'),
       pendingDeletes: db.prepare('SELECT key, volumes FROM pending_deletes ORDER BY created_at'),
       setState: db.prepare('UPDATE keys SET state = ?, updated_at = ? WHERE key = ?'),
@@ -98,14 +102,39 @@ export class SqliteKeyIndex implements KeyIndex {
       const previous = this.database.keys.get.get(record.key);
       this.statements.upsert.run(toRow(record));
       this.statements.finishDelete.run(record.key); // the new value's blobs must not be deleted by a retry
-      this.statements.insertIntent.run({
-        id: intent.id,
-        key: intent.key,
-        temp_path: intent.tempPath,
-        volumes: intent.volumes.join(','),
-        created_at: intent.createdAt,
-      });
+      this.insertIntent(intent);
       return { previous: previous && fromRow(previous) };
+    });
+  }
+
+  async beginDirectWrite(intent: WriteIntent): Promise<string | undefined> {
+    return this.groupCommit.run(() => {
+      const conflict = this.conflictOf(intent.key);
+      if (conflict === undefined) this.insertIntent(intent);
+      return conflict;
+    });
+  }
+
+  async commitDirectWrite(record: KeyRecord, intentId: string): Promise<string | undefined> {
+    return this.groupCommit.run(() => {
+      // In the transaction that stores the record, as in beginWrite: another
+      // key may have been recorded since beginDirectWrite checked.
+      const conflict = this.conflictOf(record.key);
+      if (conflict !== undefined) return conflict;
+      this.statements.upsert.run(toRow(record));
+      this.statements.finishDelete.run(record.key); // the new value's blobs must not be deleted by a retry
+      this.statements.deleteIntent.run(intentId);
+      return undefined;
+    });
+  }
+
+  private insertIntent(intent: WriteIntent): void {
+    this.statements.insertIntent.run({
+      id: intent.id,
+      key: intent.key,
+      temp_path: intent.tempPath,
+      volumes: intent.volumes.join(','),
+      created_at: intent.createdAt,
     });
   }
 
@@ -128,11 +157,16 @@ export class SqliteKeyIndex implements KeyIndex {
     });
   }
 
-  async abortWrite(intentId: string, key: string, previous: KeyRecord | undefined): Promise<void> {
+  async abortWrite(intentId: string, key: string, previous: KeyRecord | undefined, undeleted: string[] = []): Promise<void> {
     return this.groupCommit.run(() => {
       if (previous) this.statements.upsert.run(toRow(previous));
       else this.statements.delete.run(key);
       this.statements.deleteIntent.run(intentId);
+      if (undeleted.length > 0) {
+        const noted = splitVolumes(this.statements.pendingDeleteOf.get(key)?.volumes ?? '');
+        const volumes = [...noted, ...undeleted.filter((volume) => !noted.includes(volume))];
+        this.statements.notePendingDeleteOn.run(key, volumes.join(','), Date.now());
+      }
     });
   }
 
