@@ -97,14 +97,12 @@ export class InMemoryKeyIndex implements KeyIndex {
     }
   }
 
-  async beginDirectWrite(intent: WriteIntent): Promise<string | undefined> {
-    const conflict = this.conflictOf(intent.key);
-    if (conflict === undefined) this.intents.set(intent.id, { ...intent, volumes: [...intent.volumes] });
-    return conflict;
+  async beginDirectWrite(intent: WriteIntent): Promise<void> {
+    this.intents.set(intent.id, { ...intent, volumes: [...intent.volumes] });
   }
 
   async commitDirectWrite(record: KeyRecord, intentId: string): Promise<string | undefined> {
-    // Checked again with the write, with no await in between: another key may have been stored since beginDirectWrite.
+    // Checked with the write, with no await in between: two conflicting keys cannot both be stored.
     const conflict = this.conflictOf(record.key);
     if (conflict !== undefined) return conflict;
     this.store(record);

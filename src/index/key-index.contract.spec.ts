@@ -117,13 +117,14 @@ describe.each(INDEXES)('KeyIndex contract: %s', (_name, compile) => {
         expect(await index.pendingDeletes()).toEqual([]);
       });
 
-      it('refuses in beginDirectWrite a key that conflicts, storing no intent', async () => {
-        await store(record('a'));
-        expect(await index.beginDirectWrite!(direct('a/b'))).toBe('a');
-        expect(await index.pendingWrites()).toEqual([]);
-      });
+      it('refuses in commitDirectWrite a key that conflicts with one recorded before or since, changing nothing', async () => {
+        await store(record('x'));
+        await index.beginDirectWrite!(direct('x/y'));
+        expect(await index.commitDirectWrite!(record('x/y'), 'direct-x/y')).toBe('x');
+        expect(await index.get('x/y')).toBeUndefined();
+        expect(await index.pendingWrites()).toEqual([direct('x/y')]); // the caller deletes the blobs, then aborts
+        await index.abortWrite('direct-x/y', 'x/y', undefined, []);
 
-      it('refuses in commitDirectWrite a key that conflicts with one recorded since, changing nothing', async () => {
         await index.beginDirectWrite!(direct('a/b'));
         await store(record('a'));
         expect(await index.commitDirectWrite!(record('a/b'), 'direct-a/b')).toBe('a');

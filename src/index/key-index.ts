@@ -37,14 +37,15 @@ export interface KeyIndex {
    */
   abortWrite(intentId: string, key: string, previous: KeyRecord | undefined, undeleted?: string[]): Promise<void>;
   /**
-   * A new key written straight to its own paths: unless another key
-   * conflicts with it (then returns that key and stores nothing), stores the
-   * intent alone (its `tempPath` DIRECT_WRITE), before the first byte reaches
-   * a volume. The caller holds the key's lock and saw no record for it.
+   * A new key written straight to its own paths: stores the intent alone
+   * (its `tempPath` DIRECT_WRITE), before the first byte reaches a volume.
+   * The caller holds the key's lock and saw no record for it. No conflict
+   * check: commitDirectWrite makes it, with the record (a conflict is a
+   * client's error, cheaper to find once than on every write).
    * Optional, with commitDirectWrite: an index without them has every PUT
    * uploaded under a temporary name and renamed (beginWrite, finishWrite).
    */
-  beginDirectWrite?(intent: WriteIntent): Promise<string | undefined>;
+  beginDirectWrite?(intent: WriteIntent): Promise<void>;
   /**
    * The direct write's blobs are all in place. Atomically: unless another key
    * conflicts with it (then returns that key and changes nothing), stores the

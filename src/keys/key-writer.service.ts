@@ -67,19 +67,17 @@ export class KeyWriter {
   async put(key: string, body: Readable, declaredLength: number | undefined, sendContinue?: () => void): Promise<WriteResult> {
     if (declaredLength === 0) throw emptyValue();
     const targets = this.chooseVolumes(key);
-    // Read outside the lock only to spare an overwrite the lock: the overwrite
-    // path is right in every case, and "no record" is decided again under it.
-    if (!this.directWrites || !isSmallValue(declaredLength) || (await this.index.get(key)) !== undefined) {
-      return this.overwrite(key, targets, body, declaredLength, sendContinue);
-    }
+    if (!this.directWrites || !isSmallValue(declaredLength)) return this.overwrite(key, targets, body, declaredLength, sendContinue);
     if (sendContinue !== undefined) {
-      // Checked again when the intent is recorded; a client waiting for
+      // Checked again when the write is recorded; a client waiting for
       // `100 Continue` learns of a conflict before it sends its body.
       const conflict = await this.index.findConflict(key);
       if (conflict !== undefined) throw keyConflict(key, conflict);
       sendContinue();
     }
-    // Read before the lock is taken: a slow client must not hold up the key's other changes.
+    // Read before the lock is taken: a slow client must not hold up the key's
+    // other changes. New or not is decided under the lock, with one read; an
+    // overwrite then leaves it for its upload and takes it again to commit.
     const value = await this.uploads.readWhole(body);
     const written = await this.locks.run(key, async () =>
       (await this.index.get(key)) === undefined ? this.writeNew(key, targets, value) : undefined,
@@ -134,8 +132,7 @@ export class KeyWriter {
   private async writeNew(key: string, targets: string[], value: Buffer): Promise<WriteResult | undefined> {
     const now = Date.now();
     const intent: WriteIntent = { id: randomUUID(), key, tempPath: DIRECT_WRITE, volumes: targets, createdAt: now };
-    const early = await this.index.beginDirectWrite!(intent);
-    if (early !== undefined) throw keyConflict(key, early);
+    await this.index.beginDirectWrite!(intent);
 
     const urls = targets.map((volume) => this.placement.blobUrl(key, volume));
     const failures = await this.uploads.sendWhole(value, { volumes: targets, urls });

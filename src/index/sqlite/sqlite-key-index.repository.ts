@@ -107,18 +107,14 @@ export class SqliteKeyIndex implements KeyIndex {
     });
   }
 
-  async beginDirectWrite(intent: WriteIntent): Promise<string | undefined> {
-    return this.groupCommit.run(() => {
-      const conflict = this.conflictOf(intent.key);
-      if (conflict === undefined) this.insertIntent(intent);
-      return conflict;
-    });
+  async beginDirectWrite(intent: WriteIntent): Promise<void> {
+    await this.groupCommit.runStatement(() => this.insertIntent(intent));
   }
 
   async commitDirectWrite(record: KeyRecord, intentId: string): Promise<string | undefined> {
     return this.groupCommit.run(() => {
-      // In the transaction that stores the record, as in beginWrite: another
-      // key may have been recorded since beginDirectWrite checked.
+      // In the transaction that stores the record, as in beginWrite, so two
+      // conflicting keys cannot both be recorded.
       const conflict = this.conflictOf(record.key);
       if (conflict !== undefined) return conflict;
       this.statements.upsert.run(toRow(record));
