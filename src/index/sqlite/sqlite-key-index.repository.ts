@@ -147,8 +147,13 @@ export class SqliteKeyIndex implements KeyIndex {
   }
 
   async finishWrite(intentId: string, record?: KeyRecord): Promise<void> {
+    // Every write that went as planned: the intent's drop alone, one statement.
+    if (!record) {
+      await this.groupCommit.runStatement(() => this.statements.deleteIntent.run(intentId));
+      return;
+    }
     return this.groupCommit.run(() => {
-      if (record) this.statements.upsert.run(toRow(record));
+      this.statements.upsert.run(toRow(record));
       this.statements.deleteIntent.run(intentId);
     });
   }
