@@ -35,6 +35,7 @@ const fs = require('node:fs');
 const net = require('node:net');
 const os = require('node:os');
 const path = require('node:path');
+const { sleep, stopStarted } = require('./processes');
 
 const ROOT = path.resolve(__dirname, '..');
 const OPERATIONS = ['GET', 'HEAD', 'PUT', 'PUTOVER', 'DELETE'];
@@ -61,7 +62,6 @@ function fail(message) {
   process.exit(1);
 }
 
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
 const freePort = () =>
   new Promise((done) => {
@@ -304,32 +304,8 @@ function summarize(profile, window) {
 
 /** Stops every process this run started, by its PID, and removes the run's files (not the profile). */
 async function cleanUp() {
-  const pids = started
-    .map((p) => {
-      if (p.pid !== undefined) return p.exitCode === null && p.signalCode === null ? p.pid : undefined;
-      try {
-        return Number(fs.readFileSync(p.pidFile, 'utf8'));
-      } catch {
-        return undefined; // never started
-      }
-    })
-    .filter((pid) => pid !== undefined);
-  for (const pid of pids) {
-    try {
-      process.kill(pid, 'SIGTERM');
-    } catch {}
-  }
-  for (let i = 0; i < 100 && pids.some(alive); i++) await sleep(50);
+  await stopStarted(started);
   if (base) fs.rmSync(base, { recursive: true, force: true });
-}
-
-function alive(pid) {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
 }
 
 process.once('SIGINT', () => void cleanUp().then(() => process.exit(130)));

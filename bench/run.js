@@ -56,6 +56,7 @@ const fs = require('node:fs');
 const net = require('node:net');
 const os = require('node:os');
 const path = require('node:path');
+const { sleep, stopStarted } = require('./processes');
 
 const ROOT = path.resolve(__dirname, '..');
 const ROUNDS = Number(process.env.ROUNDS ?? 3);
@@ -132,7 +133,6 @@ async function waitFor(url) {
   throw new Error(`${url} never answered`);
 }
 
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 const nginxBin = () => (fs.existsSync('/usr/sbin/nginx') ? '/usr/sbin/nginx' : 'nginx');
 
 async function startVolumes() {
@@ -583,32 +583,8 @@ function printReport({ rss, loadAtStart, loadAtEnd, seconds }) {
 
 /** Stops every process this run started, by its PID, and waits until each is gone. */
 async function cleanUp() {
-  const pids = started
-    .map((p) => {
-      if (p.pid !== undefined) return p.exitCode === null ? p.pid : undefined;
-      try {
-        return Number(fs.readFileSync(p.pidFile, 'utf8'));
-      } catch {
-        return undefined; // never started
-      }
-    })
-    .filter((pid) => pid !== undefined);
-  for (const pid of pids) {
-    try {
-      process.kill(pid, 'SIGTERM');
-    } catch {}
-  }
-  for (let i = 0; i < 100 && pids.some(alive); i++) await sleep(50);
+  await stopStarted(started);
   if (base) fs.rmSync(base, { recursive: true, force: true });
-}
-
-function alive(pid) {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
 }
 
 process.once('SIGINT', () => {
