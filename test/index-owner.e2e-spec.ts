@@ -164,7 +164,7 @@ describe('one owner per index file', () => {
       await server.app.get<RebuildStaging>(REBUILD_STAGING).beginRebuild();
       expect((await http('PUT', keyUrl(server.url, 'staged/two'), { body: 'two' })).status).toBe(201);
       await server.stop();
-      expect(rebuildStaging(db)).toEqual(['keys_rebuild', 'rebuild_changed', 'rebuild_on_delete', 'rebuild_on_insert', 'rebuild_on_update', 'rebuild_strays']);
+      expect(rebuildStaging(db)).toEqual(['keys_rebuild', 'rebuild_changed', 'rebuild_on_delete', 'rebuild_on_insert', 'rebuild_on_intent_done', 'rebuild_on_update', 'rebuild_strays']);
 
       server = await TestServer.start({ volumes: volumes.urls, replicas: 2, dir });
       expect(rebuildStaging(db)).toEqual([]);

@@ -92,7 +92,7 @@ describe(RebuildService.name, () => {
   async function stagingLeft(): Promise<string[]> {
     const rows: { name: string }[] = await moduleRef
       .get(DataSource)
-      .query(`SELECT name FROM sqlite_master WHERE name IN ('keys_rebuild', 'rebuild_changed', 'rebuild_on_insert', 'rebuild_on_update', 'rebuild_on_delete')`);
+      .query(`SELECT name FROM sqlite_master WHERE name IN ('keys_rebuild', 'rebuild_changed', 'rebuild_on_insert', 'rebuild_on_update', 'rebuild_on_delete', 'rebuild_on_intent_done')`);
     return rows.map((row) => row.name);
   }
 

@@ -2,7 +2,7 @@ import { TestingModule } from '@nestjs/testing';
 import { DataSource } from 'typeorm';
 import { byVolume, compileSqliteIndex, countedUsage, record, storeFinished, V1, V2, V3 } from '../../../test/support/index-records';
 import { IndexUsage, KEY_INDEX, KeyIndex } from '../key-index';
-import type { KeyRecord } from '../key-record';
+import { DIRECT_WRITE, type KeyRecord } from '../key-record';
 import { REBUILD_STAGING, RebuildStaging } from '../rebuild-staging';
 import { SqliteRebuildStaging } from './sqlite-rebuild-staging';
 
@@ -246,6 +246,21 @@ describe(SqliteRebuildStaging.name, () => {
       expect(await index.get('written-during')).toEqual(written);
       expect(await index.get('unlinked-since')).toEqual(record('unlinked-since', { state: 'unlinked', updatedAt: 12_000 }));
       expect(await index.get('before')).toMatchObject({ volumes: [V1], md5: 'old' });
+    });
+
+    // Failure: a new key's direct write fails during a rebuild whose walk listed
+    // its blob before the blob was deleted. No row of the key ever existed, so
+    // only the intent's drop tells the swap; without it the key was indexed
+    // with no blob behind it.
+    it('leaves out a key whose direct write failed after the walk found its blob', async () => {
+      await staging.beginRebuild();
+      await index.beginDirectWrite!({ id: 'direct', key: 'failed', tempPath: DIRECT_WRITE, volumes: [V1, V2], createdAt: 5000 });
+      await staging.stageFound([{ key: 'failed', volume: V1, size: 5, mtime: 5000 }]);
+      await index.abortWrite('direct', 'failed', undefined, []); // its blobs deleted
+
+      await staging.swapRebuild();
+      expect(await index.get('failed')).toBeUndefined();
+      expect(await index.pendingWrites()).toEqual([]);
     });
 
     it('drops the keys deleted after the rebuild began, even when they were found', async () => {

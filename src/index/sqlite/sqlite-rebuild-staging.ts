@@ -40,6 +40,12 @@ export class SqliteRebuildStaging implements RebuildStaging {
                         BEGIN INSERT INTO "rebuild_changed" ("key") SELECT ${row}."key"
                           WHERE NOT EXISTS (SELECT 1 FROM "rebuild_changed" WHERE "key" = ${row}."key"); END`);
         }
+        // So is every key whose write intent is dropped: a new key's direct
+        // write that failed leaves no row to note, and the walk may have
+        // listed its blob in the moment before it was deleted.
+        this.db.exec(`CREATE TRIGGER "rebuild_on_intent_done" AFTER DELETE ON "write_intents"
+                      BEGIN INSERT INTO "rebuild_changed" ("key") SELECT OLD."key"
+                        WHERE NOT EXISTS (SELECT 1 FROM "rebuild_changed" WHERE "key" = OLD."key"); END`);
         // Copies found where the serving index does not list their key (see stageFound).
         this.db.exec(`CREATE TABLE "rebuild_strays" ("key" TEXT NOT NULL, "volume" TEXT NOT NULL, "size" INTEGER NOT NULL,
                         "mtime" INTEGER NOT NULL, "adopted" INTEGER NOT NULL DEFAULT 0, PRIMARY KEY ("key", "volume")) WITHOUT ROWID`);
@@ -152,7 +158,7 @@ export class SqliteRebuildStaging implements RebuildStaging {
   }
 
   private dropRebuildTracking(): void {
-    for (const event of ['insert', 'update', 'delete']) this.db.exec(`DROP TRIGGER IF EXISTS rebuild_on_${event}`);
+    for (const event of ['insert', 'update', 'delete', 'intent_done']) this.db.exec(`DROP TRIGGER IF EXISTS rebuild_on_${event}`);
     this.db.exec('DROP TABLE IF EXISTS rebuild_changed');
     this.db.exec('DROP TABLE IF EXISTS rebuild_strays');
   }
