@@ -1,8 +1,18 @@
 /**
- * What the bench scripts share about the processes they start: `started`
- * holds child processes, or { pidFile } for the nginx daemons.
+ * What the bench scripts share about the servers they start: a free port for
+ * each, and stopping them all (`started` holds child processes, or
+ * { pidFile } for the nginx daemons).
  */
 const fs = require('node:fs');
+const net = require('node:net');
+
+const freePort = () =>
+  new Promise((done) => {
+    const server = net.createServer().listen(0, '127.0.0.1', () => {
+      const { port } = server.address();
+      server.close(() => done(port));
+    });
+  });
 
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 
@@ -35,4 +45,4 @@ async function stopStarted(started) {
   for (let i = 0; i < 100 && pids.some(alive); i++) await sleep(50);
 }
 
-module.exports = { sleep, stopStarted };
+module.exports = { freePort, sleep, stopStarted };

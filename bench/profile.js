@@ -32,10 +32,9 @@
  */
 const { spawn, execFileSync } = require('node:child_process');
 const fs = require('node:fs');
-const net = require('node:net');
 const os = require('node:os');
 const path = require('node:path');
-const { sleep, stopStarted } = require('./processes');
+const { freePort, sleep, stopStarted } = require('./processes');
 
 const ROOT = path.resolve(__dirname, '..');
 const OPERATIONS = ['GET', 'HEAD', 'PUT', 'PUTOVER', 'DELETE'];
@@ -61,15 +60,6 @@ function fail(message) {
   console.error(`profile: ${message}`);
   process.exit(1);
 }
-
-
-const freePort = () =>
-  new Promise((done) => {
-    const server = net.createServer().listen(0, '127.0.0.1', () => {
-      const { port } = server.address();
-      server.close(() => done(port));
-    });
-  });
 
 async function waitFor(url, child) {
   for (let i = 0; i < 300; i++) {

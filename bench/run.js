@@ -53,10 +53,9 @@
  */
 const { spawn, spawnSync, execFileSync } = require('node:child_process');
 const fs = require('node:fs');
-const net = require('node:net');
 const os = require('node:os');
 const path = require('node:path');
-const { sleep, stopStarted } = require('./processes');
+const { freePort, sleep, stopStarted } = require('./processes');
 
 const ROOT = path.resolve(__dirname, '..');
 const ROUNDS = Number(process.env.ROUNDS ?? 3);
@@ -116,14 +115,6 @@ function fail(message) {
 }
 
 // ---- servers --------------------------------------------------------------
-
-const freePort = () =>
-  new Promise((done) => {
-    const server = net.createServer().listen(0, '127.0.0.1', () => {
-      const { port } = server.address();
-      server.close(() => done(port));
-    });
-  });
 
 async function waitFor(url) {
   for (let i = 0; i < 200; i++) {
